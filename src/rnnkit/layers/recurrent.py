@@ -42,7 +42,8 @@ _CUDNN_MODE = {"RNN_RELU": 0, "RNN_TANH": 1, "LSTM": 2, "GRU": 3}
 
 
 def _shape(t: torch.Tensor | Sequence[int]) -> str:
-    return "(" + ", ".join(str(s) for s in (t.shape if isinstance(t, torch.Tensor) else t)) + ")"
+    """A shape as Python writes a tuple: ``(2, 5)``, ``(3,)``."""
+    return str(tuple(int(s) for s in (t.shape if isinstance(t, torch.Tensor) else t)))
 
 
 class Recurrent(nn.Module):
