@@ -1,0 +1,240 @@
+"""rnnkit.data sources: paths, IDX files, NPZ/CSV sequences, embedded digits, real Fashion-MNIST."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnnkit.data import (
+    FASHION_MNIST_CLASSES,
+    DataError,
+    SequenceData,
+    class_names,
+    data_root,
+    load_csv,
+    load_embedded,
+    load_mnist,
+    load_mnist_sequences,
+    load_npz,
+    read_idx,
+    write_idx,
+)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def _one_line(info: pytest.ExceptionInfo[DataError]) -> str:
+    message = str(info.value)
+    assert "\n" not in message and isinstance(info.value, ValueError)
+    return message
+
+
+# --- paths -------------------------------------------------------------------------------------------------
+
+def test_data_root_env_and_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("RNNKIT_DATA", raising=False)
+    assert data_root() == tmp_path / ".cache" / "rnnkit"
+    monkeypatch.setenv("BASE", "/srv/data")
+    monkeypatch.setenv("RNNKIT_DATA", "${BASE}/rnnkit")
+    assert data_root() == Path("/srv/data/rnnkit")
+    monkeypatch.setenv("RNNKIT_DATA", "~/sets")
+    assert data_root() == tmp_path / "sets"
+
+
+# --- IDX ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["u1", "i1", "i2", "i4", "f4", "f8"])
+@pytest.mark.parametrize("name", ["a.idx", "a.idx.gz"])
+def test_idx_round_trip(tmp_path: Path, dtype: str, name: str) -> None:
+    array = (np.arange(2 * 3 * 5) - 7).reshape(2, 3, 5).astype(dtype)
+    out = read_idx(write_idx(tmp_path / name, array))
+    assert out.dtype == np.dtype(dtype) and out.dtype.isnative and out.flags.writeable
+    np.testing.assert_array_equal(out, array)
+
+
+def test_idx_gzip_detected_by_content_not_name(tmp_path: Path) -> None:
+    gz = write_idx(tmp_path / "x.gz", np.arange(4, dtype=np.int32))
+    renamed = gz.rename(tmp_path / "x-idx1-ubyte")
+    np.testing.assert_array_equal(read_idx(renamed), np.arange(4))
+
+
+@pytest.mark.parametrize(("blob", "pattern"), [
+    (b"", "not an IDX file"),
+    (b"\x01\x00\x08\x01\x00\x00\x00\x02ab", "bad magic"),
+    (b"\x00\x00\x07\x01\x00\x00\x00\x02ab", "bad magic"),
+    (b"\x00\x00\x08\x03\x00\x00\x00\x02", "truncated inside its IDX header"),
+    (b"\x00\x00\x08\x01\x00\x00\x00\x05abc", "truncated: shape \\(5,\\) needs 5 data bytes, found 3"),
+    (b"\x00\x00\x08\x01\x00\x00\x00\x02abc", "longer than its header says"),
+])
+def test_idx_malformed(tmp_path: Path, blob: bytes, pattern: str) -> None:
+    path = tmp_path / "bad-idx"
+    path.write_bytes(blob)
+    with pytest.raises(DataError, match=pattern) as info:
+        read_idx(path)
+    assert str(path) in _one_line(info)
+
+
+def test_idx_truncated_gzip_and_missing_file(tmp_path: Path) -> None:
+    blob = gzip.compress(b"\x00\x00\x08\x01\x00\x00\x10\x00" + bytes(4096))
+    (tmp_path / "cut.gz").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(DataError, match="corrupt or truncated gzip in .*cut.gz"):
+        read_idx(tmp_path / "cut.gz")
+    with pytest.raises(DataError, match="IDX file not found"):
+        read_idx(tmp_path / "nope.gz")
+
+
+def test_load_mnist_validates_local_files(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", rng.integers(0, 256, (6, 28, 28), dtype=np.uint8))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", rng.integers(0, 10, 6, dtype=np.uint8))
+    images, labels = load_mnist("fashion-mnist", "test", root=tmp_path, download=False)
+    assert images.shape == (6, 28, 28) and labels.dtype == np.int64
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.arange(5, dtype=np.uint8))
+    with pytest.raises(DataError, match="6 images but t10k-labels-idx1-ubyte.gz has 5 labels"):
+        load_mnist("fashion-mnist", "test", root=tmp_path, download=False)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((5, 8, 8), np.uint8))
+    with pytest.raises(DataError, match=r"not uint8 \(N, 28, 28\) images"):
+        load_mnist("fashion-mnist", "test", root=tmp_path, download=False)
+    with pytest.raises(DataError, match="unknown split 'valid'"):
+        load_mnist("mnist", "valid", root=tmp_path)
+    with pytest.raises(DataError, match="unknown dataset 'kmnist'"):
+        load_mnist("kmnist")
+
+
+# --- SequenceData, NPZ, CSV --------------------------------------------------------------------------------
+
+def test_npz_round_trip_with_lengths_and_classes(tmp_path: Path) -> None:
+    X = np.random.default_rng(0).normal(size=(4, 5, 3))
+    np.savez(tmp_path / "d.npz", X=X, y=[0, 1, 2, 1], lengths=[5, 3, 1, 5], classes=np.array(["a", "b", "c"]))
+    data = load_npz(tmp_path / "d.npz")
+    assert data.X.dtype == np.float32 and data.X.shape == (4, 5, 3) and data.y.dtype == np.int64
+    assert data.lengths.tolist() == [5, 3, 1, 5] and data.classes == ["a", "b", "c"]
+    assert (len(data), data.num_steps, data.num_features, data.num_classes, data.per_step) == (4, 5, 3, 3, False)
+
+
+def test_npz_two_dim_x_and_per_step_labels(tmp_path: Path) -> None:
+    np.savez(tmp_path / "d.npz", X=np.ones((3, 4)), y=np.array([[0, 1, 1, 7]] * 3, dtype=float),
+             lengths=[4, 2, 3])
+    data = load_npz(tmp_path / "d.npz")
+    assert data.X.shape == (3, 4, 1) and data.per_step and data.classes is None
+    assert data.y.tolist() == [[0, 1, 1, 7], [0, 1, 0, 0], [0, 1, 1, 0]]  # padding labels zeroed
+
+
+@pytest.mark.parametrize(("arrays", "pattern"), [
+    ({"X": np.ones((3, 4, 2))}, "lacks array y"),
+    ({"X": np.ones((3, 4, 2)), "y": [0, 1]}, r"y has shape \(2,\); expected \(3,\)"),
+    ({"X": np.ones((3, 4, 2)), "y": [0, -1, 1]}, "labels must be integers >= 0, found -1"),
+    ({"X": np.ones((3, 4, 2)), "y": [0, 0.5, 1]}, "y must hold integers"),
+    ({"X": np.full((3, 4, 2), np.nan), "y": [0, 1, 1]}, "NaN or infinite values .*sequence 0"),
+    ({"X": np.ones((3, 4, 2)), "y": [0, 1, 1], "lengths": [4, 0, 2]}, r"lengths must lie in 1..4"),
+    ({"X": np.ones((3, 4, 2)), "y": [0, 1, 1], "lengths": [4, 5, 2]}, r"lengths must lie in 1..4"),
+    ({"X": np.ones((3, 4, 2)), "y": [0, 1, 1], "lengths": [4, 2]}, r"lengths has shape \(2,\)"),
+    ({"X": np.ones((3,)), "y": [0, 1, 1]}, r"X has shape \(3,\)"),
+    ({"X": np.array([["a"]]), "y": [0]}, "X must be numeric"),
+    ({"X": np.ones((2, 4)), "y": [0, 2], "classes": np.array(["a", "b"])}, "label 2 has no name"),
+])
+def test_npz_bad_inputs(tmp_path: Path, arrays: dict, pattern: str) -> None:
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DataError, match=pattern) as info:
+        load_npz(tmp_path / "bad.npz")
+    assert _one_line(info).startswith(str(tmp_path / "bad.npz"))
+
+
+def test_npz_unreadable(tmp_path: Path) -> None:
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="not a readable .npz"):
+        load_npz(tmp_path / "junk.npz")
+    np.save(tmp_path / "one.npy", np.ones(3))
+    with pytest.raises(DataError, match="single .npy array"):
+        load_npz(tmp_path / "one.npy")
+    with pytest.raises(DataError, match="file not found"):
+        load_npz(tmp_path / "missing.npz")
+    np.savez(tmp_path / "obj.npz", X=np.array([None, 1], dtype=object), y=[0, 1])
+    with pytest.raises(DataError, match="without object arrays"):
+        load_npz(tmp_path / "obj.npz")
+
+
+def test_sequence_data_split_and_subset() -> None:
+    data = SequenceData.from_arrays(np.arange(20.0).reshape(10, 2), np.arange(10) % 2, lengths=np.ones(10, int))
+    train, test = data.split(0.3, seed=1)
+    assert (len(train), len(test)) == (7, 3) and train.lengths.shape == (7,)
+    assert sorted(train.X[:, 0, 0].tolist() + test.X[:, 0, 0].tolist()) == data.X[:, 0, 0].tolist()
+    assert data.split(0.3, seed=1)[1].y.tolist() == test.y.tolist()  # deterministic
+
+
+CSV = """id,t,f1,f2,label
+b,1,0.5,1.5,dog
+a,0,1,2,cat
+b,0,0.25,1.25,dog
+a,1,3,4,cat
+a,2,5,6,cat
+"""
+
+
+def test_csv_long_format(tmp_path: Path) -> None:
+    (tmp_path / "s.csv").write_text(CSV)
+    data = load_csv(tmp_path / "s.csv")
+    assert data.X.shape == (2, 3, 2) and data.lengths.tolist() == [2, 3] and data.classes == ["cat", "dog"]
+    assert data.y.tolist() == [1, 0]  # sequences in order of first appearance: b, a
+    np.testing.assert_array_equal(data.X[0], [[0.25, 1.25], [0.5, 1.5], [0, 0]])  # sorted by t, zero-padded
+    assert load_csv(tmp_path / "s.csv", features=["f2"]).X.shape == (2, 3, 1)
+
+
+def test_csv_per_step_integer_labels_without_t(tmp_path: Path) -> None:
+    (tmp_path / "s.csv").write_text("id;x;label\n7;1;0\n7;2;1\n8;3;2\n")
+    data = load_csv(tmp_path / "s.csv", delimiter=";")
+    assert data.per_step and data.y.tolist() == [[0, 1], [2, 0]] and data.classes is None
+    assert data.X[:, :, 0].tolist() == [[1, 2], [3, 0]]
+    with pytest.raises(DataError, match="label varies within sequence '7'.*per_step=True"):
+        load_csv(tmp_path / "s.csv", delimiter=";", per_step=False)
+
+
+@pytest.mark.parametrize(("text", "pattern"), [
+    ("", "is empty"),
+    ("id,t,f1\n", "no 'label' column"),
+    ("seq,f1,label\n", "no 'id' column"),
+    ("id,label\n", "feature columns missing"),
+    ("id,f1,label\n", "no data rows"),
+    ("id,f1,label\na,1,0\na,,0\n", r"line 3: f1 = '' is not a number"),
+    ("id,t,f1,label\na,x,1,0\n", r"line 2: t = 'x' is not a number"),
+    ("id,f1,label\na,1\n", "line 2 has 2 fields, the header has 3"),
+    ("id,t,f1,label\na,0,1,0\na,0,2,0\n", "sequence 'a' repeats a t value"),
+    ("id,f1,label\na,nan,0\n", "NaN or infinite"),
+    ("id,f1,label\na,1,-2\n", "labels must be integers >= 0, found -2"),
+])
+def test_csv_bad_inputs(tmp_path: Path, text: str, pattern: str) -> None:
+    (tmp_path / "bad.csv").write_text(text)
+    with pytest.raises(DataError, match=pattern) as info:
+        load_csv(tmp_path / "bad.csv")
+    _one_line(info)
+
+
+def test_csv_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="file not found"):
+        load_csv(tmp_path / "none.csv")
+
+
+# --- embedded and real data --------------------------------------------------------------------------------
+
+def test_embedded_digits() -> None:
+    data = load_embedded("digits")
+    assert data.X.shape == (1797, 8, 8) and data.X.dtype == np.float32 and data.y.dtype == np.int64
+    assert 0.0 == data.X.min() and data.X.max() == 1.0 and data.lengths is None
+    assert data.classes == [str(d) for d in range(10)] and np.bincount(data.y).min() >= 170
+    with pytest.raises(DataError, match="unknown embedded dataset 'iris'"):
+        load_embedded("iris")
+
+
+@pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="no ../shared/datasets/fashion-mnist")
+def test_real_fashion_mnist(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RNNKIT_DATA", str(SHARED))
+    images, labels = load_mnist("fashion-mnist", "train", download=False)
+    assert images.shape == (60000, 28, 28) and images.dtype == np.uint8 and labels.shape == (60000,)
+    assert np.bincount(labels).tolist() == [6000] * 10 and len(class_names("fashion-mnist")) == 10
+    test = load_mnist_sequences("fashion-mnist", "test", download=False)
+    assert test.X.shape == (10000, 28, 28) and 0 <= test.X.min() and test.X.max() <= 1
+    assert test.classes == FASHION_MNIST_CLASSES and test.num_classes == 10
