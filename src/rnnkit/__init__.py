@@ -3,11 +3,22 @@
 * :mod:`rnnkit.reference` - the textbook math in NumPy: forward pass, backpropagation through time,
   gradient checking.
 * :mod:`rnnkit.layers` - fast, flexible PyTorch layers with torch.nn's parameter layout.
+* ``rnnkit.train(config) -> Run`` - the training engine behind the ``rnnkit`` command.
 
-Importing ``rnnkit`` loads only torch and numpy.
+Importing ``rnnkit`` loads only torch and numpy; the training API loads on first use.
 """
+
+from typing import Any
 
 from rnnkit.layers import GRU, LSTM, RNN
 
 __version__ = "0.1.0"
-__all__ = ["GRU", "LSTM", "RNN", "__version__"]
+__all__ = ["GRU", "LSTM", "RNN", "Run", "__version__", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("train", "Run"):
+        from rnnkit import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'rnnkit' has no attribute {name!r}")

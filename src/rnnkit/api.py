@@ -1,0 +1,109 @@
+"""The Python API: ``rnnkit.train(config) -> Run``; ``Run.load(path)``, ``run.evaluate()``, ``run.predict()``.
+
+    run = rnnkit.train("examples/digits.yaml", out="runs/digits")
+    run.metrics["test"]["accuracy"]
+    run = rnnkit.Run.load("runs/digits")          # best checkpoint, no training data needed
+    run.predict(X)                                  # X (N, T, D) -> [{"index", "predicted", "p_<class>"...}]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rnnkit.config import Config, load_config
+from rnnkit.tasks import Task, get_task
+from rnnkit.training import checkpoint as ckpt
+
+
+def train(config: Config | dict | str | Path, *, out: str | Path | None = None, resume: str | Path | None = None,
+          overrides: tuple[str, ...] | list[str] = (), quiet: bool = True) -> Run:
+    """Train from a config (YAML path, mapping or :class:`~rnnkit.config.Config`) and return the :class:`Run`.
+
+    ``out``: run folder (default ``runs/<name>``, never overwritten); ``resume``: continue that run folder;
+    ``overrides``: ``["training.lr=0.01", ...]``; ``quiet``: no progress output.
+    """
+    from rnnkit.training.engine import fit
+
+    command = f"rnnkit.train({str(config)!r})" if isinstance(config, str | Path) else "rnnkit.train(<config>)"
+    run_dir, _ = fit(config, out, resume=resume, overrides=overrides, command=command, quiet=quiet)
+    return Run.load(run_dir)
+
+
+class Run:
+    """A trained run folder: its config, task (classes, scalers) and model weights from one checkpoint."""
+
+    def __init__(self, path: Path, cfg: Config, task: Task, model: torch.nn.Module, checkpoint: str) -> None:
+        self.path, self.config, self.task, self.model, self.checkpoint = path, cfg, task, model, checkpoint
+        self.device = torch.device("cpu")
+
+    @classmethod
+    def load(cls, path: str | Path, checkpoint: str = "best") -> Run:
+        """Load ``path`` with its ``best`` checkpoint (falls back to ``last``) or ``checkpoint="last"``."""
+        path = Path(path)
+        if not (path / "config.yaml").is_file():
+            raise ckpt.CheckpointError(f"{path} is not a run folder (no config.yaml); give a folder made by "
+                                       "rnnkit train")
+        cfg = load_config(path / "config.yaml")
+        where = path / "checkpoints" / checkpoint
+        if checkpoint == "best" and not where.exists() and not (where.parent / ".best.old").exists():
+            where, checkpoint = path / "checkpoints" / "last", "last"
+        files = ckpt.read_checkpoint(where)
+        task = get_task(cfg.task)(cfg)
+        task.load_state(json.loads(files["state.json"])["task"])
+        model = task.build_model()
+        model.load_state_dict(ckpt.tensors_from_bytes(files["model.safetensors"]))
+        model.eval()
+        return cls(path, cfg, task, model, checkpoint)
+
+    def to(self, device: str | torch.device) -> Run:
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self
+
+    @property
+    def metrics(self) -> dict:
+        """``metrics.json``: ``{"val": {...}, "test": {...}, "best_epoch": ...}``."""
+        p = self.path / "metrics.json"
+        return json.loads(p.read_text()) if p.is_file() else {}
+
+    @property
+    def history(self) -> list[dict]:
+        """``metrics.csv`` rows (values as strings)."""
+        from rnnkit.report import read_metrics_csv
+
+        return read_metrics_csv(self.path / "metrics.csv")
+
+    def evaluate(self, data: Any = None, split: str = "test") -> dict:
+        """Metrics on ``data`` (path, SequenceData) or, when None, on ``split`` of the configured data."""
+        if data is None:
+            from rnnkit.data import DataError
+
+            state = self.task.state()
+            self.task.setup()  # reloads and re-splits the configured data with the same seed
+            self.task.load_state(state)
+            if split not in self.task.splits:
+                raise DataError(f"this run's data has no '{split}' split (it has {', '.join(self.task.splits)})")
+            prepared = self.task.splits[split]
+        else:
+            prepared = self.task.as_input(data)
+        return self.task.evaluate(self.model, prepared, self.device)
+
+    def predict(self, data: Any, lengths: np.ndarray | None = None) -> list[dict]:
+        """Predictions for ``data``: a .npz/.csv path, a SequenceData, or X (N, T, D) with optional lengths."""
+        if lengths is not None:
+            from rnnkit.data.sequences import SequenceData
+
+            x = np.asarray(data)
+            data = SequenceData.from_arrays(x, np.zeros(len(x), np.int64), lengths, where="input")
+        return self.task.predict(self.model, self.task.as_input(data, labels=False), self.device)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, task={self.config.task!r}, checkpoint={self.checkpoint!r})"
+
+
+__all__ = ["Run", "train"]

@@ -1,0 +1,347 @@
+"""Run configuration: plain dataclasses, loaded from YAML and validated before anything runs.
+
+A config file has five sections::
+
+    name: digits-gru
+    task: sequence_classification
+    model:    {cell: gru, hidden_size: 64, ...}
+    data:     {source: embedded, name: digits, ...}
+    training: {epochs: 15, lr: 0.003, ...}
+    callbacks: {}            # optional: name -> options, for registered training callbacks
+
+The task picks the dataclasses used for ``model`` and ``data`` (see :mod:`rnnkit.tasks`), so a new task
+adds its own keys (``embedding_dim``, ``horizon``, ...) by subclassing :class:`ModelConfig` /
+:class:`DataConfig` and registering itself; the engine never changes. Every mistake raises
+:class:`ConfigError` with a one-line message naming the key and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """A user mistake in a config file or an override; the message is one line and says how to fix it."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# sections
+
+
+@dataclass
+class ModelConfig:
+    """The recurrent stack shared by all tasks (maps onto ``rnnkit.RNN/LSTM/GRU``)."""
+
+    cell: Literal["rnn", "lstm", "gru"] = "lstm"
+    hidden_size: int = 64
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0  # between stacked layers
+    recurrent_dropout: float = 0.0  # on the hidden state inside the recurrence
+    activation: str | None = None  # None: the cell's default (tanh)
+    recurrent_activation: str | None = None  # LSTM/GRU gates; None: sigmoid
+    layer_norm: bool = False
+    reset_after: bool = True  # GRU only
+
+    def check(self) -> None:
+        _positive(self, "hidden_size", "num_layers")
+        _fraction(self, "dropout", "recurrent_dropout")
+        if self.cell == "rnn" and self.activation not in (None, "tanh", "relu", "sigmoid", "identity"):
+            raise ConfigError(f"model.activation: '{self.activation}' is not one of tanh, relu, sigmoid, identity")
+        if self.cell == "rnn" and self.recurrent_activation is not None:
+            raise ConfigError("model.recurrent_activation only applies to cell: lstm or gru; remove it")
+        if self.cell != "gru" and not self.reset_after:
+            raise ConfigError("model.reset_after only applies to cell: gru; remove it")
+
+
+@dataclass
+class DataConfig:
+    """Where the sequences come from and how they are split."""
+
+    source: Literal["npz", "csv", "mnist", "fashion-mnist", "embedded"] = "embedded"
+    path: str | None = None  # npz/csv file (``${VAR}`` and ``~`` are expanded)
+    test_path: str | None = None  # optional separate test file (npz/csv)
+    name: str = "digits"  # embedded data set name
+    root: str | None = None  # mnist/fashion-mnist folder root; None: $RNNKIT_DATA or ~/.cache/rnnkit
+    download: bool = True  # mnist/fashion-mnist: download when missing
+    options: dict = field(default_factory=dict)  # extra keyword arguments for the loader (csv)
+    val_fraction: float = 0.1  # held out from the training set for validation / early stopping
+    test_fraction: float = 0.0  # held out for testing when the source has no test split
+    standardize: bool = False  # per-feature mean/std from the training split
+    limit: int | None = None  # use only the first N training sequences (quick experiments)
+
+    def check(self) -> None:
+        if self.source in ("npz", "csv"):
+            if not self.path:
+                raise ConfigError(f"data.path is required for source: {self.source} (the .{self.source} file)")
+            for key in ("path", "test_path"):
+                p = getattr(self, key)
+                if p is not None and not Path(p).is_file():
+                    raise ConfigError(f"data.{key}: file not found: {p}")
+        elif self.path is not None or self.test_path is not None:
+            raise ConfigError(f"data.path/test_path only apply to source: npz or csv (source is {self.source})")
+        if not 0.0 <= self.val_fraction < 1.0 or not 0.0 <= self.test_fraction < 1.0:
+            raise ConfigError("data.val_fraction and data.test_fraction must be in [0, 1)")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ConfigError("data.val_fraction + data.test_fraction must leave some training data (< 1)")
+        if self.limit is not None:
+            _positive(self, "limit")
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation, schedule, stopping, checkpoints and hardware."""
+
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    schedule: Literal["none", "cosine", "plateau"] = "none"
+    min_lr: float = 0.0  # floor of cosine / plateau
+    plateau_factor: float = 0.5  # plateau: lr *= factor after plateau_patience epochs without improvement
+    plateau_patience: int = 2
+    epochs: int = 10
+    batch_size: int = 32  # global batch size (split across processes under torchrun)
+    eval_batch_size: int = 256
+    clip_norm: float | None = 1.0  # max global gradient norm; null: no clipping (the norm is still logged)
+    patience: int | None = None  # early stopping: epochs without improvement of `monitor`; null: off
+    monitor: str = "val_loss"  # metric for best checkpoint / early stopping / plateau (val_<metric>)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = False  # mixed precision on CUDA (bfloat16 where supported, else float16 + loss scaling)
+    num_threads: int | None = None  # torch CPU threads; null: torch's default
+    checkpoint_every_steps: int | None = None  # also checkpoint every N optimizer steps (mid-epoch resume)
+    tensorboard: bool = False  # log scalars to <run>/tensorboard if torch.utils.tensorboard imports
+
+    def check(self) -> None:
+        _positive(self, "lr", "epochs", "batch_size", "eval_batch_size", "plateau_patience")
+        for key in ("clip_norm", "patience", "num_threads", "checkpoint_every_steps"):
+            if getattr(self, key) is not None:
+                _positive(self, key)
+        if self.weight_decay < 0 or self.min_lr < 0:
+            raise ConfigError("training.weight_decay and training.min_lr must be >= 0")
+        if not 0.0 < self.plateau_factor < 1.0:
+            raise ConfigError("training.plateau_factor must be in (0, 1)")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError("training.momentum must be in [0, 1)")
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    task: str = "sequence_classification"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    callbacks: dict = field(default_factory=dict)  # callback name -> options mapping
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
+
+
+# --------------------------------------------------------------------------------------------------------
+# loading and validation
+
+
+def load_config(source: str | Path | dict | Config, overrides: typing.Sequence[str] = ()) -> Config:
+    """Read (YAML path, mapping or Config), apply ``key.sub=value`` overrides, expand ``${VAR}``, validate."""
+    if isinstance(source, Config):
+        raw = source.to_dict()
+    elif isinstance(source, dict):
+        raw = _deepcopy(source)
+    else:
+        raw = read_yaml(Path(source))
+    for item in overrides:
+        apply_override(raw, item)
+    return from_dict(_expand_env(raw))
+
+
+def read_yaml(path: Path) -> dict:
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must be a YAML mapping with sections name/task/model/data/training")
+    return raw
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """``training.lr=0.01`` -> raw['training']['lr'] = 0.01 (the value is parsed as YAML)."""
+    import yaml
+
+    key, eq, value = item.partition("=")
+    if not eq or not key.strip():
+        raise ConfigError(f"--set expects key.sub=value, got '{item}'")
+    parts = key.strip().split(".")
+    node = raw
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: '{p}' is not a section")
+    try:
+        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {key}: cannot parse value '{value}' (quote strings with spaces)") from None
+
+
+def from_dict(raw: dict) -> Config:
+    from rnnkit.tasks import get_task
+
+    if not isinstance(raw, dict):
+        raise ConfigError("a config must be a mapping with sections name/task/model/data/training")
+    task_name = raw.get("task", Config.task)
+    if not isinstance(task_name, str):
+        raise ConfigError("task must be a string such as sequence_classification")
+    task = get_task(task_name)
+    types_ = {"model": task.model_config, "data": task.data_config}
+    cfg = _build(Config, raw, "", types_)
+    for section in (cfg.model, cfg.data, cfg.training):
+        section.check()
+    if not cfg.name or "/" in cfg.name or cfg.name.startswith("."):
+        raise ConfigError(f"name: '{cfg.name}' must be a non-empty folder name without '/'")
+    monitors = ["train_loss"] + [f"val_{m}" for m in task.metrics]
+    if cfg.training.monitor not in monitors:
+        raise ConfigError(f"training.monitor: '{cfg.training.monitor}' is not one of {', '.join(monitors)}"
+                          + _did_you_mean(cfg.training.monitor, monitors))
+    if cfg.training.monitor.startswith("val_") and cfg.data.val_fraction == 0:
+        raise ConfigError(f"training.monitor is {cfg.training.monitor} but data.val_fraction is 0; "
+                          "set data.val_fraction > 0 or training.monitor: train_loss")
+    cfg.callbacks = _build_callbacks(cfg.callbacks)
+    task.check_config(cfg)
+    return cfg
+
+
+def _build_callbacks(raw: dict) -> dict:
+    from rnnkit.training.callbacks import CALLBACKS, load_builtin_callbacks
+
+    load_builtin_callbacks()
+    out = {}
+    for name, opts in raw.items():
+        if name not in CALLBACKS:
+            known = sorted(CALLBACKS)
+            raise ConfigError(f"callbacks: unknown callback '{name}'" + _did_you_mean(name, known)
+                              + (f" (known: {', '.join(known)})" if known else " (none are registered)"))
+        opts_cls = CALLBACKS[name].options
+        obj = _build(opts_cls, opts or {}, f"callbacks.{name}.", {})
+        if hasattr(obj, "check"):
+            obj.check()
+        out[name] = dataclasses.asdict(obj)
+    return out
+
+
+def _build(cls: type, raw: Any, prefix: str, section_types: dict[str, type]) -> Any:
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping (key: value lines), got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise ConfigError(f"unknown key '{prefix}{key}'" + _did_you_mean(str(key), list(fields)))
+        sub = section_types.get(key) if not prefix else None
+        hint = sub or hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value if value is not None else {}, f"{prefix}{key}.", {})
+        else:
+            kwargs[key] = _coerce(value, hint, f"{prefix}{key}")
+    for key, sub in section_types.items():
+        if key not in kwargs and not prefix:
+            kwargs[key] = sub()
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is Literal:
+        if value not in args:
+            opts = [str(a) for a in args]
+            raise ConfigError(f"{key}: '{value}' is not one of {', '.join(opts)}" + _did_you_mean(str(value), opts))
+        return value
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping",
+             list: "a list"}
+    expected = origin or hint
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) and expected is not bool or not isinstance(value, expected):
+        raise ConfigError(f"{key} must be {names.get(expected, expected)}, got {value!r}")
+    return value
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _positive(obj: Any, *keys: str) -> None:
+    section = type(obj).__name__.replace("Config", "").lower()
+    for k in keys:
+        if getattr(obj, k) <= 0:
+            raise ConfigError(f"{section}.{k} must be > 0, got {getattr(obj, k)}")
+
+
+def _fraction(obj: Any, *keys: str) -> None:
+    section = type(obj).__name__.replace("Config", "").lower()
+    for k in keys:
+        if not 0.0 <= getattr(obj, k) < 1.0:
+            raise ConfigError(f"{section}.{k} must be in [0, 1), got {getattr(obj, k)}")
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(node: Any) -> Any:
+    """Expand ``${VAR}`` (must be set) and a leading ``~`` in every string of the config."""
+    if isinstance(node, dict):
+        return {k: _expand_env(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(v) for v in node]
+    if isinstance(node, str):
+        def sub(m: re.Match) -> str:
+            if m.group(1) not in os.environ:
+                raise ConfigError(f"environment variable {m.group(1)} is not set (used as ${{{m.group(1)}}})")
+            return os.environ[m.group(1)]
+
+        node = _VAR.sub(sub, node)
+        return os.path.expanduser(node) if node.startswith("~") else node
+    return node
+
+
+def _deepcopy(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _deepcopy(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_deepcopy(v) for v in node]
+    return node

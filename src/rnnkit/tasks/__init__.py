@@ -1,0 +1,47 @@
+"""Task registry: a task owns its data, model, loss, metrics and predictions; the engine owns the loop.
+
+Adding a task is one module with a :class:`~rnnkit.tasks.base.Task` subclass decorated with
+``@register_task("my_task")`` plus one line in ``_BUILTIN`` below (so it loads lazily); a config then
+selects it with ``task: my_task``. External code can call :func:`register_task` directly.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+
+from rnnkit.tasks.base import Task
+
+TASKS: dict[str, type[Task]] = {}
+
+# task name -> module that registers it (imported on first use)
+_BUILTIN = {
+    "sequence_classification": "rnnkit.tasks.sequence_classification",
+}
+
+
+def register_task(name: str):
+    """Class decorator: make ``cls`` selectable with ``task: name`` in a config."""
+
+    def deco(cls: type[Task]) -> type[Task]:
+        cls.name = name
+        TASKS[name] = cls
+        return cls
+
+    return deco
+
+
+def get_task(name: str) -> type[Task]:
+    from rnnkit.config import ConfigError
+
+    if name not in TASKS and name in _BUILTIN:
+        importlib.import_module(_BUILTIN[name])
+    if name not in TASKS:
+        known = sorted(set(TASKS) | set(_BUILTIN))
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"task: unknown task '{name}'{hint}; known tasks: {', '.join(known)}")
+    return TASKS[name]
+
+
+__all__ = ["TASKS", "Task", "get_task", "register_task"]

@@ -1,0 +1,445 @@
+"""The training loop: epochs, clipping, schedules, early stopping, checkpoints, exact resume and DDP.
+
+``fit(cfg, out)`` trains the task named by ``cfg.task`` and writes the run folder::
+
+    runs/<name>/
+      config.yaml       the resolved config (what ``--resume`` reads back)
+      metrics.csv       one row per epoch: epoch, train_loss, train_<metric>, val_*, lr, grad_norm, seconds
+      metrics.json      final {"val": {...}, "test": {...}} of the best checkpoint
+      run.json          command, parameter count, data summary, device, timings
+      checkpoints/last/ and checkpoints/best/   (see rnnkit.training.checkpoint)
+      report.html
+
+Determinism: python/numpy/torch are seeded from ``training.seed``, each epoch's batch order is a pure
+function of ``(seed, epoch)``, and checkpoints hold every RNG state, the optimiser and schedule state and
+the position inside the epoch; on the CPU a resumed run therefore ends with bit-identical weights.
+
+Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in DistributedDataParallel
+(gloo on CPU, NCCL on GPU), each global batch of ``batch_size`` is split across processes and the loss is
+normalised by the global item count, so N processes match one process with the same global batch. Only
+rank 0 writes files and prints.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from rnnkit.config import Config, ConfigError, TrainingConfig, load_config
+from rnnkit.tasks import Task, get_task
+from rnnkit.training import checkpoint as ckpt
+from rnnkit.training.callbacks import Context, make_callbacks
+from rnnkit.training.progress import Progress
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or gradient became NaN/inf; the last good checkpoint is kept."""
+
+
+# ---- setup helpers -------------------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - seed the global RNG user code may use
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("training.device is cuda but no CUDA GPU is available; use device: auto or cpu")
+    if name in ("cuda", "auto") and torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> Dist:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        return cls(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def make_optimizer(t: TrainingConfig, params) -> torch.optim.Optimizer:
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=t.lr, weight_decay=t.weight_decay)
+
+
+def better(value: float, best: float | None, monitor: str) -> bool:
+    if best is None or math.isnan(best):
+        return not math.isnan(value)
+    return value < best if "loss" in monitor else value > best
+
+
+class Schedule:
+    """Learning-rate schedule with JSON state: none, cosine (per step, to min_lr), plateau (per epoch)."""
+
+    def __init__(self, t: TrainingConfig, optimizer: torch.optim.Optimizer, total_steps: int) -> None:
+        self.t, self.opt, self.total = t, optimizer, max(total_steps, 1)
+        self.lr, self.steps, self.best, self.bad = t.lr, 0, None, 0
+
+    def _set(self, lr: float) -> None:
+        self.lr = lr
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+
+    def after_step(self) -> None:
+        self.steps += 1
+        if self.t.schedule == "cosine":
+            frac = min(self.steps / self.total, 1.0)
+            self._set(self.t.min_lr + (self.t.lr - self.t.min_lr) * 0.5 * (1.0 + math.cos(math.pi * frac)))
+
+    def after_epoch(self, value: float | None) -> None:
+        if self.t.schedule != "plateau" or value is None:
+            return
+        if better(value, self.best, self.t.monitor):
+            self.best, self.bad = value, 0
+        else:
+            self.bad += 1
+            if self.bad > self.t.plateau_patience:
+                self._set(max(self.lr * self.t.plateau_factor, self.t.min_lr))
+                self.bad = 0
+
+    def state_dict(self) -> dict:
+        return {"lr": self.lr, "steps": self.steps, "best": self.best, "bad": self.bad}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.steps, self.best, self.bad = s["steps"], s["best"], s["bad"]
+        self._set(s["lr"])
+
+
+@dataclass
+class State:
+    """Counters and history saved in ``state.json``; ``accum`` holds the running sums of the open epoch."""
+
+    epoch: int = 0  # epochs completed
+    step_in_epoch: int = 0  # batches of the open epoch already trained on
+    global_step: int = 0
+    best: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+    stopped: str | None = None  # "early_stopping" once patience ran out
+    history: list = field(default_factory=list)
+    accum: dict = field(default_factory=dict)
+    seconds: float = 0.0  # total training seconds across resumes
+
+
+def _zero_accum() -> dict:
+    return {"loss": 0.0, "count": 0.0, "sums": {}, "grad_norm": 0.0, "steps": 0, "seconds": 0.0}
+
+
+# ---- the run -------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    def __init__(self, cfg: Config, run_dir: Path, *, resume: bool, command: str, quiet: bool) -> None:
+        self.cfg, self.run_dir, self.resume, self.command, self.quiet = cfg, run_dir, resume, command, quiet
+        self.dist = Dist.from_env()
+        t = cfg.training
+        if t.num_threads:
+            torch.set_num_threads(t.num_threads)
+        self.device = pick_device(t.device, self.dist.local_rank)
+        if self.dist.world > 1 and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        seed_everything(t.seed)
+        self.task: Task = get_task(cfg.task)(cfg)
+        self.task.setup()
+        self.model = self.task.build_model().to(self.device)
+        self.net: nn.Module = self.model
+        if self.dist.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.opt = make_optimizer(t, self.model.parameters())
+        self.steps_per_epoch = self.task.num_train_batches(self.dist.world)
+        self.schedule = Schedule(t, self.opt, t.epochs * self.steps_per_epoch)
+        self.amp_dtype = None
+        if t.amp and self.device.type == "cuda":
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.callbacks = make_callbacks(cfg.callbacks) if self.dist.main else {}
+        self.state = State(accum=_zero_accum())
+        self.ctx = Context(run_dir, self.model, self.task, self.device, self.opt)
+        self.tb = None
+
+    # ---- checkpoints -----------------------------------------------------------------------------------
+    def checkpoint_files(self) -> dict[str, bytes]:
+        opt_tensors, opt_meta = ckpt.split_optimizer_state(self.opt.state_dict())
+        rng_tensors, rng_meta = ckpt.rng_state()
+        carry = {f"carry.{k}": v for k, v in self.task.carry_tensors().items()}
+        s = self.state
+        meta = {"epoch": s.epoch, "step_in_epoch": s.step_in_epoch, "global_step": s.global_step, "best": s.best,
+                "best_epoch": s.best_epoch, "bad_epochs": s.bad_epochs, "stopped": s.stopped,
+                "history": s.history, "accum": s.accum, "seconds": s.seconds, "optimizer": opt_meta,
+                "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_meta,
+                "task": self.task.state(), "callbacks": {k: cb.state() for k, cb in self.callbacks.items()},
+                "world_size": self.dist.world}
+        return {"model.safetensors": ckpt.tensors_to_bytes(self.model.state_dict()),
+                "optimizer.safetensors": ckpt.tensors_to_bytes(opt_tensors),
+                "state.safetensors": ckpt.tensors_to_bytes({**rng_tensors, **carry}),
+                "state.json": json.dumps(meta).encode()}
+
+    def save(self, *names: str) -> None:
+        if not self.dist.main:
+            return
+        files = self.checkpoint_files()
+        for name in names:
+            ckpt.write_checkpoint(self.run_dir / "checkpoints" / name, files)
+
+    def load(self, name: str = "last") -> None:
+        files = ckpt.read_checkpoint(self.run_dir / "checkpoints" / name)
+        meta = json.loads(files["state.json"])
+        if meta["world_size"] != self.dist.world:
+            raise ConfigError(f"this run was trained with {meta['world_size']} process(es); resume it with the "
+                              f"same number (got {self.dist.world})")
+        self.model.load_state_dict(ckpt.tensors_from_bytes(files["model.safetensors"]))
+        opt_tensors = ckpt.tensors_from_bytes(files["optimizer.safetensors"])
+        self.opt.load_state_dict(ckpt.join_optimizer_state(opt_tensors, meta["optimizer"]))
+        self.schedule.load_state_dict(meta["schedule"])
+        if meta["scaler"]:
+            self.scaler.load_state_dict(meta["scaler"])
+        st = ckpt.tensors_from_bytes(files["state.safetensors"])
+        ckpt.set_rng_state(st, meta["rng"])
+        self.task.load_carry({k[6:]: v.to(self.device) for k, v in st.items() if k.startswith("carry.")})
+        for k, cb in self.callbacks.items():
+            cb.load_state(meta["callbacks"].get(k, {}))
+        self.state = State(**{k: meta[k] for k in ("epoch", "step_in_epoch", "global_step", "best", "best_epoch",
+                                                    "bad_epochs", "stopped", "history", "accum", "seconds")})
+
+    # ---- one step --------------------------------------------------------------------------------------
+    def train_step(self, batch) -> tuple[float, int, dict]:
+        t, d = self.cfg.training, self.dist
+        autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
+        with autocast:
+            res = self.task.step(self.net, batch, self.device)
+        stats = torch.tensor([float(res.loss_sum.detach()), float(res.count), *res.sums.values()], dtype=torch.float64)
+        if d.world > 1:  # global loss sum, item count and statistics in one all-reduce
+            stats = stats.to(self.device)
+            torch.distributed.all_reduce(stats)
+            stats = stats.cpu()
+        loss_sum, count = float(stats[0]), float(stats[1])
+        if not math.isfinite(loss_sum):
+            raise TrainingDiverged(f"the loss became {loss_sum} at epoch {self.state.epoch + 1}, step "
+                                   f"{self.state.step_in_epoch + 1}")
+        loss = res.loss_sum * (d.world / count)  # DDP averages gradients over processes
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt)
+        for cb in self.callbacks.values():
+            cb.after_backward(self.ctx, batch)
+        norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm or float("inf")))
+        if not math.isfinite(norm) and not self.scaler.is_enabled():
+            raise TrainingDiverged(f"the gradient norm became {norm} at epoch {self.state.epoch + 1}, step "
+                                   f"{self.state.step_in_epoch + 1}")
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.schedule.after_step()
+        sums = dict(zip(res.sums, stats[2:].tolist(), strict=True))
+        return loss_sum, int(count), sums | {"_norm": norm}
+
+    # ---- the loop --------------------------------------------------------------------------------------
+    def fit(self) -> None:
+        t, s = self.cfg.training, self.state
+        if self.resume:
+            self.load("last")
+        elif self.dist.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.main:
+            (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
+            self._write_run_json()
+            self._open_tensorboard()
+        s = self.state
+        monitor, metric = t.monitor, self.task.running_metric
+        progress = Progress(t.epochs, metric, enabled=self.dist.main, quiet=self.quiet or not self.dist.main)
+        for cb in self.callbacks.values():
+            cb.on_train_start(self.ctx)
+        try:
+            while s.epoch < t.epochs and s.stopped is None:
+                self.model.train()
+                progress.start_epoch(s.epoch, self.steps_per_epoch, s.step_in_epoch)
+                a, t0 = s.accum, time.perf_counter()
+                for batch in self.task.train_batches(s.epoch, s.step_in_epoch, self.dist.rank, self.dist.world):
+                    loss_sum, count, sums = self.train_step(batch)
+                    a["loss"] += loss_sum
+                    a["count"] += count
+                    a["grad_norm"] += sums.pop("_norm")
+                    a["steps"] += 1
+                    for k, v in sums.items():
+                        a["sums"][k] = a["sums"].get(k, 0.0) + v
+                    s.step_in_epoch += 1
+                    s.global_step += 1
+                    self.ctx.epoch, self.ctx.global_step = s.epoch, s.global_step
+                    run_metric = a["sums"][metric] / a["count"] if metric in a["sums"] else None
+                    progress.update(count, a["loss"] / a["count"], run_metric)
+                    every = t.checkpoint_every_steps
+                    if every and s.global_step % every == 0 and s.step_in_epoch < self.steps_per_epoch:
+                        a["seconds"] += time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        self.save("last")
+                a["seconds"] += time.perf_counter() - t0
+                row = self._end_epoch()
+                progress.end_epoch(row)
+                if s.stopped:
+                    progress.message(f"early stopping: {monitor} did not improve for {t.patience} epochs")
+        except TrainingDiverged as e:
+            progress.close()
+            raise TrainingDiverged(f"{e}; training stopped, the last good checkpoint is in "
+                                   f"{self.run_dir / 'checkpoints' / 'last'}; lower training.lr or set "
+                                   "training.clip_norm") from None
+        finally:
+            progress.close()
+            if self.tb is not None:
+                self.tb.close()
+        for cb in self.callbacks.values():
+            cb.on_train_end(self.ctx)
+        if self.dist.world > 1:
+            torch.distributed.barrier()
+
+    def _end_epoch(self) -> dict:
+        t, s, a = self.cfg.training, self.state, self.state.accum
+        row: dict = {"epoch": s.epoch + 1, "train_loss": a["loss"] / max(a["count"], 1)}
+        for k, v in a["sums"].items():
+            row[f"train_{k}"] = v / max(a["count"], 1)
+        if "val" in self.task.splits:
+            val = self.task.evaluate(self.model, self.task.splits["val"], self.device)
+            row.update({f"val_{k}": float(v) for k, v in val.items() if k in self.task.metrics})
+        row.update({"lr": self.schedule.lr, "grad_norm": a["grad_norm"] / max(a["steps"], 1),
+                    "seconds": a["seconds"]})
+        value = row[t.monitor]
+        self.schedule.after_epoch(value)
+        improved = better(value, s.best, t.monitor)
+        if improved:
+            s.best, s.best_epoch, s.bad_epochs = value, s.epoch + 1, 0
+        else:
+            s.bad_epochs += 1
+        if t.patience is not None and s.bad_epochs >= t.patience:
+            s.stopped = "early_stopping"
+        s.history.append(row)
+        s.seconds += a["seconds"]
+        s.epoch, s.step_in_epoch, s.accum = s.epoch + 1, 0, _zero_accum()
+        self.save("last", *(["best"] if improved else []))
+        if self.dist.main:
+            self._write_metrics_csv()
+            if self.tb is not None:
+                for k, v in row.items():
+                    if k != "epoch":
+                        self.tb.add_scalar(k, v, row["epoch"])
+        self.ctx.epoch = s.epoch
+        for cb in self.callbacks.values():
+            cb.on_epoch_end(self.ctx, row)
+        return row
+
+    # ---- files -----------------------------------------------------------------------------------------
+    def _write_metrics_csv(self) -> None:
+        rows = self.state.history
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        tmp = self.run_dir / ".metrics.csv.tmp"
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+        tmp.replace(self.run_dir / "metrics.csv")
+
+    def _write_run_json(self) -> None:
+        import rnnkit
+
+        info = {"name": self.cfg.name, "task": self.cfg.task, "command": self.command,
+                "reproduce": f"rnnkit train {self.run_dir / 'config.yaml'} --out {self.run_dir}-repro",
+                "parameters": sum(p.numel() for p in self.model.parameters()),
+                "parameter_shapes": {k: list(v.shape) for k, v in self.model.state_dict().items()},
+                "model": str(self.model), "data": self.task.summary(), "device": str(self.device),
+                "world_size": self.dist.world, "steps_per_epoch": self.steps_per_epoch,
+                "versions": {"rnnkit": rnnkit.__version__, "torch": torch.__version__,
+                             "python": sys.version.split()[0]}}
+        path = self.run_dir / "run.json"
+        if path.exists():  # keep the first command, record the resumes
+            old = json.loads(path.read_text())
+            info["command"] = old.get("command", "")
+            info["resumed"] = old.get("resumed", []) + [self.command]
+        path.write_text(json.dumps(info, indent=1) + "\n")
+
+    def _open_tensorboard(self) -> None:
+        if not self.cfg.training.tensorboard:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            print("rnnkit: warning: training.tensorboard is on but tensorboard is not installed; skipping it",
+                  file=sys.stderr)
+            return
+        self.tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def finish(self) -> dict:
+        """Evaluate the best (else last) checkpoint on val/test, write metrics.json and report.html."""
+        if not self.dist.main:
+            return {}
+        best = self.run_dir / "checkpoints" / "best"
+        files = ckpt.read_checkpoint(best if best.exists() else self.run_dir / "checkpoints" / "last")
+        self.model.load_state_dict(ckpt.tensors_from_bytes(files["model.safetensors"]))
+        metrics: dict = {}
+        for split in ("val", "test"):
+            if split in self.task.splits:
+                metrics[split] = self.task.evaluate(self.model, self.task.splits[split], self.device)
+        s = self.state
+        metrics["best_epoch"], metrics["epochs"], metrics["stopped"] = s.best_epoch, s.epoch, s.stopped
+        metrics["train_seconds"] = s.seconds
+        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        from rnnkit.report import write_report
+
+        write_report(self.run_dir, task=self.task)
+        return metrics
+
+
+def resolve_run_dir(cfg: Config, out: str | Path | None) -> Path:
+    run_dir = Path(out) if out is not None else Path("runs") / cfg.name
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise FileExistsError(f"run folder {run_dir} already exists; continue it with --resume {run_dir}, "
+                              "or choose another with --out DIR")
+    return run_dir
+
+
+def fit(config: Config | str | Path | dict, out: str | Path | None = None, *, resume: str | Path | None = None,
+        overrides: tuple[str, ...] | list[str] = (), command: str = "", quiet: bool = False) -> tuple[Path, dict]:
+    """Train (or resume) a run; returns ``(run_dir, final metrics)``. Everything is validated before the
+    run folder is created; an existing folder is never overwritten."""
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise ckpt.CheckpointError(f"{run_dir} is not a run folder (no config.yaml); give the folder that "
+                                       "rnnkit train created")
+        cfg = load_config(run_dir / "config.yaml", overrides)
+    else:
+        cfg = load_config(config, overrides)
+        run_dir = resolve_run_dir(cfg, out)
+    trainer = Trainer(cfg, run_dir, resume=resume is not None, command=command, quiet=quiet)
+    try:
+        trainer.fit()
+        metrics = trainer.finish()
+    finally:
+        if trainer.dist.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return run_dir, metrics

@@ -1,0 +1,99 @@
+"""The rnnkit command: demo, train, evaluate, predict, info; user mistakes exit 2 with one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from rnnkit.cli import main
+
+TINY = {"name": "cli", "model": {"cell": "gru", "hidden_size": 8},
+        "data": {"source": "embedded", "limit": 200, "test_fraction": 0.2},
+        "training": {"epochs": 1, "batch_size": 32, "num_threads": 1, "device": "cpu"}}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    cfg = root / "c.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    assert main(["train", str(cfg), "--out", str(root / "run"), "--quiet", "--set", "training.epochs=2"]) == 0
+    return root / "run"
+
+
+def rnnkit(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rnnkit", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_demo(tmp_path):
+    r = rnnkit("demo", "--out", str(tmp_path / "demo"))
+    assert r.returncode == 0, r.stderr
+    assert "test: loss" in r.stdout and "report.html" in r.stdout
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.85
+    assert "Traceback" not in r.stderr
+
+
+def test_train_writes_resolved_config_and_command(run_dir):
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["training"]["epochs"] == 2
+    assert "--set training.epochs=2" in json.loads((run_dir / "run.json").read_text())["command"]
+
+
+def test_evaluate_predict_info(run_dir, tmp_path, capsys):
+    assert main(["evaluate", str(run_dir), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["count"] == 40 and 0 <= m["accuracy"] <= 1
+    from rnnkit.data.embedded import load_embedded
+
+    d = load_embedded("digits")
+    np.savez(tmp_path / "x.npz", X=d.X[:4])
+    assert main(["predict", str(run_dir), str(tmp_path / "x.npz"), "--output", str(tmp_path / "p.csv")]) == 0
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0].startswith("index,predicted,p_0,") and len(lines) == 5
+    assert main(["predict", str(run_dir), str(tmp_path / "x.npz")]) == 0
+    assert capsys.readouterr().out.count("\n") == 5
+    assert main(["info", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "checkpoint last: ok, epoch 2" in out and "test: loss" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "missing.yaml"], "config file not found: missing.yaml"),
+    (["train", "c.yaml", "--set", "model.hiden_size=3"], "did you mean 'hidden_size'"),
+    (["train", "c.yaml", "--set", "data.source=npz", "--set", "data.path=none.npz"], "file not found: none.npz"),
+    (["train"], "give a CONFIG file"),
+    (["train", "--resume", "nowhere"], "nowhere is not a run folder"),
+    (["evaluate", "nowhere"], "nowhere is not a run folder"),
+    (["predict", "RUN", "none.npz"], "file not found"),
+    (["predict", "RUN", "c.yaml"], "unsupported input type '.yaml'"),
+    (["predict", "RUN", "bad.npz"], "expected (N, T, D)"),
+    (["predict", "RUN", "x.npz", "--output", "p.txt"], "use a .csv or .json"),
+    (["train", "c.yaml", "--out", "RUN"], "already exists"),
+    (["evaluate", "CORRUPT"], "does not match its sha256"),
+])
+def test_user_mistakes_exit_2_with_one_line(run_dir, tmp_path, args, message):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(TINY))
+    np.savez(tmp_path / "bad.npz", X=np.zeros(5, np.float32))
+    if "CORRUPT" in args:
+        import shutil
+
+        shutil.copytree(run_dir, tmp_path / "CORRUPT")
+        f = tmp_path / "CORRUPT" / "checkpoints" / "best" / "model.safetensors"
+        f.write_bytes(b"x" + f.read_bytes()[1:])
+    args = [str(run_dir) if a == "RUN" else a for a in args]
+    r = rnnkit(*args, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("rnnkit: error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert message in r.stderr
+
+
+@pytest.mark.parametrize("cmd", ["demo", "train", "evaluate", "predict", "info"])
+def test_help_has_examples(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--help"])
+    assert e.value.code == 0 and "examples:" in capsys.readouterr().out
