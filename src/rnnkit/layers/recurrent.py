@@ -34,6 +34,7 @@ from torch import _VF, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.layers.cell import Cell, gate_norm
+from rnnkit.layers.scan import scan
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -283,12 +284,31 @@ class Recurrent(nn.Module):
         ln_hh: tuple[torch.Tensor, torch.Tensor] | None,
         active: torch.Tensor | None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """Step the cell over gx (B, T, G*H) from ``state``; return outputs (B, T, H) and the final state."""
-        w_hh_t = w_hh.t()
+        """Step the cell over gx (B, T, G*H) from ``state``; return outputs (B, T, H) and the final state.
+
+        Runs :func:`rnnkit.layers.scan.scan` (no-grad forward, hand-written BPTT) when it knows the cell and
+        its activations, else :meth:`_scan_autograd`.
+        """
         mask = None
         if self.recurrent_dropout > 0 and self.training:
             keep = 1.0 - self.recurrent_dropout
             mask = torch.bernoulli(state[0].new_full(state[0].shape, keep)) / keep  # one mask per sequence
+        result = scan(self.cell, gx, state, w_hh, b_hh, ln_hh, active, mask)
+        return result if result is not None else self._scan_autograd(gx, state, w_hh, b_hh, ln_hh, active, mask)
+
+    def _scan_autograd(
+        self,
+        gx: torch.Tensor,
+        state: tuple[torch.Tensor, ...],
+        w_hh: torch.Tensor,
+        b_hh: torch.Tensor | None,
+        ln_hh: tuple[torch.Tensor, torch.Tensor] | None,
+        active: torch.Tensor | None,
+        mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """``_scan`` by plain autograd through ``cell.step``, for any cell; ``mask`` (B, H) is the recurrent
+        dropout mask or None."""
+        w_hh_t = w_hh.t()
         steps = gx.unbind(1)
         keeps = active.unsqueeze(2).unbind(1) if active is not None else (None,) * len(steps)
         outputs = []
