@@ -14,6 +14,15 @@ from rnnkit.layers import Recurrent
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 
+@pytest.fixture(autouse=True)
+def no_tf32():
+    """Full fp32 matmuls: cuDNN and cuBLAS may use TF32 (10-bit mantissa) on Ampere and later by default."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 @pytest.mark.parametrize("cls,tcls", [(rnnkit.LSTM, nn.LSTM), (rnnkit.GRU, nn.GRU), (rnnkit.RNN, nn.RNN)])
 def test_cudnn_equals_torch_nn_and_cpu(cls, tcls):
     torch.manual_seed(0)
