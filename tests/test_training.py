@@ -232,3 +232,14 @@ def test_cuda_training_and_mid_epoch_resume(tmp_path, amp):
     a, b = api.Run.load(full, checkpoint="last").model, api.Run.load(cut, checkpoint="last").model
     for p, q in zip(a.parameters(), b.parameters(), strict=True):  # cuDNN is not bitwise deterministic
         torch.testing.assert_close(p, q, rtol=0, atol=1e-3 if amp else 1e-4)
+
+
+def test_monitor_direction_follows_the_metric():
+    from rnnkit.training.engine import better, lower_is_better
+
+    for m in ("val_loss", "val_mse", "val_bpc", "val_perplexity", "val_mase", "train_loss", "val_smape"):
+        assert lower_is_better(m), m
+    for m in ("val_accuracy", "val_macro_f1", "val_roc_auc", "val_coverage"):
+        assert not lower_is_better(m), m
+    assert better(0.1, 0.2, "val_mse") and not better(0.3, 0.2, "val_mse")
+    assert better(0.9, 0.8, "val_accuracy") and not better(0.7, 0.8, "val_accuracy")

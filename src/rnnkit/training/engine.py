@@ -88,10 +88,20 @@ def make_optimizer(t: TrainingConfig, params) -> torch.optim.Optimizer:
     return cls(params, lr=t.lr, weight_decay=t.weight_decay)
 
 
+# metrics where smaller is better; every other monitored metric (accuracy, f1, auc, coverage...) is maximised
+LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "mape", "smape", "mase", "bpc", "perplexity", "pinball")
+
+
+def lower_is_better(monitor: str) -> bool:
+    """True for ``val_loss``, ``val_mse``, ``val_bpc``...: the metric name (after any split prefix) is an error."""
+    name = monitor.split("_", 1)[1] if monitor.startswith(("val_", "train_", "test_")) else monitor
+    return "loss" in name or any(name == m or name.endswith("_" + m) for m in LOWER_IS_BETTER)
+
+
 def better(value: float, best: float | None, monitor: str) -> bool:
     if best is None or math.isnan(best):
         return not math.isnan(value)
-    return value < best if "loss" in monitor else value > best
+    return value < best if lower_is_better(monitor) else value > best
 
 
 class Schedule:
@@ -407,6 +417,7 @@ class Trainer:
         s = self.state
         metrics["best_epoch"], metrics["epochs"], metrics["stopped"] = s.best_epoch, s.epoch, s.stopped
         metrics["train_seconds"] = s.seconds
+        metrics = self.task.finalize_metrics(metrics)
         (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         from rnnkit.report import write_report
 
