@@ -100,8 +100,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.output is not None and Path(args.output).suffix not in (".csv", ".json"):
         raise ValueError(f"--output {args.output}: use a .csv or .json file name")
+    if (args.input is None) == (args.text is None):
+        raise ValueError("give an input FILE or --text \"...\" (text classification runs), not both")
     run = Run.load(args.run, checkpoint=args.checkpoint)
-    records = run.predict(args.input)
+    if args.text is not None and run.config.task != "text_classification":
+        raise ValueError(f"--text needs a text_classification run; {args.run} is a {run.config.task} run")
+    records = run.predict(args.input if args.text is None else list(args.text))
     if args.output is None:
         import csv
 
@@ -111,6 +115,131 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         write_predictions(records, Path(args.output))
         print(f"{len(records)} predictions written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from rnnkit.api import Run
+    from rnnkit.explain import explain_texts, page
+
+    if (args.input is None) == (args.text is None):
+        raise ValueError("give --text \"...\" or a FILE with one text per line, not both")
+    if Path(args.output).suffix not in (".html", ".json"):
+        raise ValueError(f"--output {args.output}: use a .html or .json file name")
+    if args.steps < 1:
+        raise ValueError("--steps must be >= 1")
+    run = Run.load(args.run, checkpoint=args.checkpoint)
+    if args.text is not None:
+        texts = list(args.text)
+    else:
+        from rnnkit.data.text import read_lines
+
+        texts = read_lines(args.input)
+    exps = explain_texts(run, texts, steps=args.steps)
+    for i, e in enumerate(exps):
+        top = sorted(zip(e.scores, e.tokens, strict=True), key=lambda st: -abs(st[0]))[:5]
+        print(f"text {i}: {e.predicted} ({e.probability:.3f}); top tokens: "
+              + ", ".join(f"{t} {s:+.3f}" for s, t in top))
+    out = Path(args.output)
+    out.write_text(page(exps) if out.suffix == ".html" else json.dumps([e.to_dict() for e in exps], indent=1) + "\n")
+    print(f"explanations written to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import random
+
+    from rnnkit.api import Run
+    from rnnkit.config import ConfigError
+
+    if args.length < 0 or args.temperature < 0 or (args.top_k is not None and args.top_k < 1):
+        raise ValueError("--length and --temperature must be >= 0 and --top-k >= 1")
+    run = Run.load(args.run, checkpoint=args.checkpoint)
+    if not hasattr(run.task, "sample"):
+        raise ConfigError(f"{args.run} is a {run.config.task} run; rnnkit generate needs task: language_model")
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    if args.seed is None:
+        print(f"seed {seed} (repeat this text with --seed {seed})", file=sys.stderr)
+    prime = args.prime if args.prime is not None else run.task.default_prime()
+    sys.stdout.write(prime)
+    for piece in run.task.sample(run.model, prime, args.length, args.temperature, args.top_k, seed):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def cmd_forecast(args: argparse.Namespace) -> int:
+    from rnnkit.api import Run
+    from rnnkit.config import ConfigError
+    from rnnkit.report import write_report
+    from rnnkit.tasks.forecasting import forecast, write_forecast_csv
+
+    if args.steps < 1:
+        raise ValueError("--steps must be >= 1")
+    if args.output is not None and Path(args.output).suffix != ".csv":
+        raise ValueError(f"--output {args.output}: use a .csv file name")
+    run = Run.load(args.run, checkpoint=args.checkpoint)
+    if run.config.task != "forecasting":
+        raise ConfigError(f"{args.run} is a {run.config.task} run; rnnkit forecast needs task: forecasting")
+    records = forecast(run, args.steps)
+    write_forecast_csv(records, Path(args.output) if args.output else None)
+    if (run.path / "run.json").is_file():  # the report gains the forecast in its plot
+        run.task.evaluate(run.model, run.task.splits["test"], run.device)
+        write_forecast_csv(records, run.path / "forecast.csv")
+        write_report(run.path, task=run.task)
+        print(f"{len(records)} steps forecast; plot in {run.path / 'report.html'}", file=sys.stderr)
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from rnnkit.forecast.backtest import KEYS, backtest
+
+    out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem + "-backtest")
+    res = backtest(args.config, out, folds=args.folds, stride=args.stride, overrides=args.set or [],
+                   quiet=args.quiet, command=_command(args.argv))
+    print("overall   " + "  ".join(f"{k.upper():>8}" for k in KEYS))
+    for name, m in [("model", res["overall"]["model"]), *res["overall"]["baselines"].items()]:
+        print(f"{name:<15}" + "  ".join(f"{m[k]:8.4g}" for k in KEYS))
+    print(f"{len(res['folds'])} folds, stride {res['stride']}, horizon {res['horizon']}: {out / 'backtest.csv'}")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from rnnkit.tune import print_summary, tune
+
+    if not args.param:
+        raise ValueError("give at least one --param key=v1,v2,... (e.g. --param model.hidden_size=16,32,64)")
+    res = tune(args.config, args.param, folds=args.folds, out=args.out, overrides=args.set or [],
+               metric=args.metric, quiet=args.quiet)
+    print_summary(res)
+    return 0
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from rnnkit.diagnostics import gate_statistics
+    from rnnkit.diagnostics.runs import diagnose_run, gradient_figure
+
+    if args.batch_size < 1:
+        raise ValueError("--batch-size must be >= 1")
+    if args.plot is not None and Path(args.plot).suffix not in (".png", ".pdf", ".svg"):
+        raise ValueError(f"--plot {args.plot}: use a .png, .pdf or .svg file name")
+    reports = []
+    for run in args.runs:
+        g, split = diagnose_run(run, args.split, args.batch_size, args.checkpoint)
+        reports.append((Path(run).name, g))
+        if args.json:
+            print(json.dumps({"run": run, "split": split, **g.to_dict()}))
+            continue
+        print(f"{run}: {args.checkpoint} checkpoint, {len(g.layers[0].hidden) if g.layers else 0} {split} sequences, "
+              f"summed loss {g.loss:.4g}")
+        print(f"  {g.verdict}")
+        for r in gate_statistics(g.layers):
+            print(f"  {r['layer']} {r['gate']} gate: {r['saturated']:.0%} saturated ({r['below']:.0%} < 0.1, "
+                  f"{r['above']:.0%} > 0.9), mean {r['mean']:.2f}")
+    if args.plot is not None:
+        gradient_figure(reports, args.title or "").savefig(args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
 
 
@@ -188,10 +317,91 @@ def build_parser() -> argparse.ArgumentParser:
                        "  rnnkit predict runs/digits new.csv --output predictions.json\n\n"
                        "an .npz needs X (N, T, D) and optionally lengths; y is not needed")
     s.add_argument("run", help="run folder")
-    s.add_argument("input", help=".npz or .csv file of sequences")
+    s.add_argument("input", nargs="?", help=".npz or .csv file of sequences (text runs: CSV/TSV/JSONL, or one text "
+                   "per line)")
+    s.add_argument("--text", action="append", metavar="TEXT", help="text runs: a text to classify (repeatable)")
     s.add_argument("--output", help=".csv or .json file (default: CSV on stdout)")
     s.add_argument("--checkpoint", default="best", choices=["best", "last"])
     s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("explain", help="per-token importance of a text classifier's decision (HTML heat map)",
+                       formatter_class=fmt, epilog="examples:\n  rnnkit explain runs/fine-foods --text \"Great taste, "
+                       "will buy again\"\n  rnnkit explain runs/fine-foods reviews.txt --output explain.json\n\n"
+                       "integrated gradients over the embeddings; see docs/text.md")
+    s.add_argument("run", help="run folder of a text_classification run")
+    s.add_argument("input", nargs="?", help="file with one text per line")
+    s.add_argument("--text", action="append", metavar="TEXT", help="a text to explain (repeatable)")
+    s.add_argument("--output", default="explain.html", help=".html heat map or .json scores (default: explain.html)")
+    s.add_argument("--steps", type=int, default=50, help="integration steps (default 50)")
+    s.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    s.set_defaults(func=cmd_explain)
+
+    s = sub.add_parser("generate", help="sample text from a language model run, streamed as it is drawn",
+                       formatter_class=fmt, epilog="examples:\n  rnnkit generate runs/austen\n"
+                       "  rnnkit generate runs/austen --prime \"It is a truth\" --length 300 --temperature 0.7\n"
+                       "  rnnkit generate runs/austen --top-k 5 --seed 1   # the same seed gives the same text\n\n"
+                       "--length counts tokens: characters (level: char) or words (level: word)")
+    s.add_argument("run", help="run folder of a task: language_model run")
+    s.add_argument("--prime", help="text to read before sampling (default: a line break)")
+    s.add_argument("--length", type=int, default=500, help="tokens to sample (default 500)")
+    s.add_argument("--temperature", type=float, default=1.0, help="< 1: safer, > 1: wilder, 0: greedy (default 1)")
+    s.add_argument("--top-k", type=int, help="sample only among the K likeliest tokens")
+    s.add_argument("--seed", type=int, help="random seed (default: a fresh one, printed on stderr)")
+    s.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("forecast", help="continue a forecasting run's series past its last observation",
+                       formatter_class=fmt, epilog="examples:\n  rnnkit forecast runs/forecast-demo --steps 11\n"
+                       "  rnnkit forecast runs/co2 --steps 24 --output co2_forecast.csv\n\n"
+                       "CSV columns: origin, step, date, forecast[, lower_P, upper_P]; see docs/forecasting.md")
+    s.add_argument("run", help="run folder of a task: forecasting run")
+    s.add_argument("--steps", type=int, required=True, help="steps to forecast (beyond the horizon: fed back)")
+    s.add_argument("--output", help=".csv file (default: CSV on stdout)")
+    s.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    s.set_defaults(func=cmd_forecast)
+
+    s = sub.add_parser("backtest", help="rolling-origin evaluation of a forecasting config (retrain per fold)",
+                       formatter_class=fmt, epilog="examples:\n  rnnkit backtest examples/sunspots.yaml\n"
+                       "  rnnkit backtest examples/co2.yaml --folds 4 --stride 24 --out runs/co2-bt\n\n"
+                       "expanding window: fold k trains on everything before its cutoff; see docs/forecasting.md")
+    s.add_argument("config", help="YAML config with task: forecasting")
+    s.add_argument("--folds", type=int, default=5, help="number of cutoffs (default 5)")
+    s.add_argument("--stride", type=int, help="steps between cutoffs (default: the test part split into folds)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
+    s.add_argument("--out", help="backtest folder (default: runs/<config>-backtest); must not exist yet")
+    s.add_argument("--quiet", action="store_true", help="no per-fold lines")
+    s.set_defaults(func=cmd_backtest)
+
+    s = sub.add_parser("tune", help="choose hyper-parameters (e.g. hidden size) by k-fold cross-validation",
+                       formatter_class=fmt, epilog="examples:\n"
+                       "  rnnkit tune examples/digits.yaml --param model.hidden_size=16,32,64,128 --folds 5\n"
+                       "  rnnkit tune examples/adding.yaml --param model.hidden_size=8,32 "
+                       "--param training.lr=0.003,0.01 --folds 3\n\n"
+                       "folds are cut from the training split (rolling-origin for forecasting); the test\n"
+                       "split is never used. writes results.csv, summary.csv, tune.png and best.yaml;\n"
+                       "see docs/long_range.md")
+    s.add_argument("config", help="YAML config file")
+    s.add_argument("--param", action="append", metavar="KEY=V1,V2", help="a grid axis (repeatable; the grid is "
+                   "the product)")
+    s.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    s.add_argument("--metric", help="val_<metric> to compare (default: training.monitor, else val_loss)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
+    s.add_argument("--out", help="folder for the results (default: runs/tune-<name>); must not exist yet")
+    s.add_argument("--quiet", action="store_true", help="no line per fold")
+    s.set_defaults(func=cmd_tune)
+
+    s = sub.add_parser("diagnose", help="gradient through time (vanishing/exploding verdict) and gate saturation",
+                       formatter_class=fmt, epilog="examples:\n  rnnkit diagnose runs/adding\n"
+                       "  rnnkit diagnose runs/rnn runs/lstm --plot grad.png   # both on one log-scale plot\n\n"
+                       "see docs/diagnostics.md")
+    s.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s)")
+    s.add_argument("--split", choices=["train", "val", "test"], help="data split (default: val, else test)")
+    s.add_argument("--batch-size", type=int, default=16, help="sequences traced (default 16)")
+    s.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    s.add_argument("--plot", help="write ||dL/dh_t|| against t (log scale) to this .png/.pdf/.svg")
+    s.add_argument("--title", help="title of the plot")
+    s.add_argument("--json", action="store_true", help="print the numbers as JSON lines")
+    s.set_defaults(func=cmd_diagnose)
 
     s = sub.add_parser("info", help="summary of a run folder: config, checkpoints, metrics",
                        formatter_class=fmt, epilog="examples:\n  rnnkit info runs/digits")

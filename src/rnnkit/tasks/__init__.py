@@ -17,6 +17,10 @@ TASKS: dict[str, type[Task]] = {}
 # task name -> module that registers it (imported on first use)
 _BUILTIN = {
     "sequence_classification": "rnnkit.tasks.sequence_classification",
+    "forecasting": "rnnkit.tasks.forecasting",
+    "text_classification": "rnnkit.tasks.text_classification",
+    "language_model": "rnnkit.tasks.language_model",
+    "adding": "rnnkit.tasks.long_range", "copy": "rnnkit.tasks.long_range",
 }
 
 

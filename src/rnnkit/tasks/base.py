@@ -127,6 +127,10 @@ class Task:
     def predict(self, model: nn.Module, data: Any, device: torch.device) -> list[dict]:
         raise NotImplementedError
 
+    def finalize_metrics(self, metrics: dict) -> dict:
+        """The final ``metrics.json`` mapping before it is written (e.g. lift out baselines); default: as is."""
+        return metrics
+
     def report_sections(self, run_dir: Path, metrics: dict) -> list:
         """Extra :class:`rnnkit.report.Section` objects for the HTML report."""
         return []

@@ -1,0 +1,347 @@
+"""Time series for forecasting: reading (CSV, arrays, the embedded sunspots), calendar, gaps, scaling, windows.
+
+A :class:`Series` is one target ``y`` (T,) with optional covariates ``X`` (T, C), all float64 with NaN for
+missing values, on a regular calendar: ``periods`` (T,) int64 counts steps of the frequency ``freq``
+(``D`` day, ``W`` week, ``M`` month, ``Q`` quarter, ``Y`` year) so a missing date is a missing integer.
+
+    s = read_csv_series("co2_weekly.csv", date_col="date", target="co2")   # 59 NaN, freq W inferred
+    s = read_csv_series("co2_weekly.csv", "date", "co2", resample_to="M")  # monthly means
+    gaps(s)                                                                  # {"missing": ..., "runs": ...}
+    s = fill_gaps(s, "interpolate")
+
+:class:`Scaler` (standard / min-max / none) is fitted on the training part only; :func:`windows` cuts
+``(lookback, horizon)`` windows at chosen forecast origins. Only the standard library and NumPy are used.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from rnnkit.data.errors import DataError
+
+FREQS = ("D", "W", "M", "Q", "Y")
+SEASON = {"D": 7, "W": 52, "M": 12, "Q": 4, "Y": 1}  # default seasonal period m of each frequency
+MISSING = {"", "na", "nan", "null", "none", "n/a", "-"}
+
+#: embedded series: name -> (file in rnnkit/data/embedded/, date column, target column, description)
+EMBEDDED_SERIES = {
+    "sunspots": ("sunspots_yearly.csv", "YEAR", "SUNACTIVITY",
+                 "yearly mean sunspot numbers 1700-2008 (309 values, public domain, SIDC via statsmodels)"),
+}
+
+
+@dataclass
+class Series:
+    """``y`` (T,) float64 target; ``X`` (T, C) float64 covariates; ``periods`` (T,) int64 or None (no dates);
+    ``freq`` one of FREQS or None; ``anchor`` the first day of a weekly calendar (datetime64[D] as int)."""
+
+    y: np.ndarray
+    X: np.ndarray
+    periods: np.ndarray | None = None
+    freq: str | None = None
+    anchor: int = 0
+    name: str = "y"
+    covariates: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was done to the data (resampled, filled, trimmed)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, sl: slice) -> Series:
+        return replace(self, y=self.y[sl], X=self.X[sl], periods=None if self.periods is None else self.periods[sl],
+                       notes=list(self.notes))
+
+    def dates(self, periods: np.ndarray | None = None) -> list[str]:
+        """ISO date strings of ``periods`` (default: the series' own); step numbers when undated."""
+        p = self.periods if periods is None else np.asarray(periods)
+        if p is None:
+            return [str(i) for i in range(len(self.y))]
+        return [period_date(int(k), self.freq, self.anchor) for k in p]
+
+
+# ---- calendar ------------------------------------------------------------------------------------------
+
+
+def period_date(k: int, freq: str, anchor: int = 0) -> str:
+    """The ISO date of period ``k`` of ``freq`` (year ``1700``, month ``1958-03``, day ``1958-03-29``)."""
+    if freq == "Y":
+        return str(np.datetime64(k, "Y"))
+    if freq in ("M", "Q"):
+        return str(np.datetime64(k * (3 if freq == "Q" else 1), "M"))
+    return str(np.datetime64(anchor + 7 * k if freq == "W" else k, "D"))
+
+
+def parse_dates(raw: list[str], where: str) -> np.ndarray:
+    """Date strings -> datetime64[D] (T,). Whole numbers such as ``1700`` or ``1700.0`` are years."""
+    out = np.empty(len(raw), "datetime64[D]")
+    for i, s in enumerate(raw):
+        s = s.strip()
+        try:
+            v = float(s)
+            if v != int(v):
+                raise DataError(f"{where}, row {i + 2}: '{s}' is not a date (give ISO YYYY-MM-DD or a whole year)")
+            out[i] = np.datetime64(f"{int(v):04d}", "D")
+            continue
+        except ValueError:
+            pass
+        try:
+            out[i] = np.datetime64(s[:10], "D")
+        except ValueError:
+            raise DataError(f"{where}, row {i + 2}: cannot read '{s}' as a date; use ISO YYYY-MM-DD, YYYY-MM or "
+                            "a year") from None
+    return out
+
+
+def infer_freq(days: np.ndarray) -> str:
+    """The frequency of sorted datetime64[D] dates from the median spacing."""
+    if len(days) < 2:
+        raise DataError("a series needs at least 2 dates to infer its frequency; set data.freq")
+    d = float(np.median(np.diff(np.unique(days.astype(np.int64)))))
+    for freq, lo, hi in (("D", 1, 1), ("W", 7, 7), ("M", 28, 31), ("Q", 89, 92), ("Y", 365, 366)):
+        if lo <= d <= hi:
+            return freq
+    raise DataError(f"cannot infer the frequency of dates {d:g} days apart; set data.freq (D, W, M, Q, Y) or "
+                    "data.resample")
+
+
+def to_periods(days: np.ndarray, freq: str, anchor: int | None = None) -> tuple[np.ndarray, int]:
+    """datetime64[D] -> (period numbers of ``freq``, weekly anchor day)."""
+    if freq == "Y":
+        return days.astype("datetime64[Y]").astype(np.int64), 0
+    if freq in ("M", "Q"):
+        m = days.astype("datetime64[M]").astype(np.int64)
+        return (m // 3 if freq == "Q" else m), 0
+    d = days.astype(np.int64)
+    if freq == "D":
+        return d, 0
+    anchor = int(d.min()) if anchor is None else anchor
+    return (d - anchor) // 7, anchor
+
+
+def _regular(y: np.ndarray, X: np.ndarray, periods: np.ndarray, where: str, freq: str) -> tuple:
+    """Sort by period, refuse duplicates and insert NaN rows for missing periods."""
+    order = np.argsort(periods, kind="stable")
+    y, X, periods = y[order], X[order], periods[order]
+    dup = np.flatnonzero(np.diff(periods) == 0)
+    if len(dup):
+        raise DataError(f"{where}: {len(dup)} repeated {freq} periods (first near row {order[dup[0]] + 2}); "
+                        f"set data.resample: {freq} to average them")
+    grid = np.arange(periods[0], periods[-1] + 1)
+    full_y = np.full(len(grid), np.nan)
+    full_X = np.full((len(grid), X.shape[1]), np.nan)
+    full_y[periods - grid[0]], full_X[periods - grid[0]] = y, X
+    return full_y, full_X, grid
+
+
+# ---- reading -------------------------------------------------------------------------------------------
+
+
+def _number(s: str, where: str, row: int, col: str) -> float:
+    if s.strip().lower() in MISSING:
+        return np.nan
+    try:
+        return float(s)
+    except ValueError:
+        raise DataError(f"{where}, row {row}: column '{col}' holds '{s}', not a number; fix the file or mark it "
+                        "missing (empty or NA)") from None
+
+
+def read_csv_series(path: str | Path, date_col: str | None = None, target: str | None = None,
+                    covariates: list[str] | tuple[str, ...] = (), freq: str | None = None,
+                    resample_to: str | None = None, delimiter: str = ",") -> Series:
+    """A CSV with a header: optional date column, one target column, optional covariate columns.
+
+    ``target`` None: the only column left after the date and covariates. Dates put the rows on a regular
+    calendar (missing dates become NaN rows, reported by :func:`gaps`); without dates rows are steps.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"file not found: {path}; check data.path")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f, delimiter=delimiter))
+    if len(rows) < 2:
+        raise DataError(f"{path}: needs a header row and at least one data row")
+    header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if any(c.strip() for c in r)]
+    for c in [date_col, target, *covariates]:
+        if c is not None and c not in header:
+            raise DataError(f"{path}: no column '{c}' (columns: {', '.join(header)}); fix data.date_col, "
+                            "data.target or data.covariates")
+    if target is None:
+        rest = [h for h in header if h != date_col and h not in covariates]
+        if len(rest) != 1:
+            raise DataError(f"{path}: cannot tell the target among {', '.join(rest)}; set data.target")
+        target = rest[0]
+    for i, r in enumerate(body):
+        if len(r) != len(header):
+            raise DataError(f"{path}, row {i + 2}: {len(r)} fields but the header has {len(header)}")
+    col = {h: i for i, h in enumerate(header)}
+    y = np.array([_number(r[col[target]], str(path), i + 2, target) for i, r in enumerate(body)])
+    X = np.array([[_number(r[col[c]], str(path), i + 2, c) for c in covariates] for i, r in enumerate(body)],
+                 dtype=np.float64).reshape(len(body), len(covariates))
+    s = Series(y, X, name=target, covariates=list(covariates))
+    if date_col is None:
+        if resample_to is not None:
+            raise DataError("data.resample needs dates; set data.date_col")
+        return s
+    days = parse_dates([r[col[date_col]] for r in body], f"{path}, column '{date_col}'")
+    return calendar(s, days, freq, resample_to, str(path))
+
+
+def calendar(s: Series, days: np.ndarray, freq: str | None, resample_to: str | None, where: str) -> Series:
+    """Put ``s`` on a regular calendar of ``freq`` (inferred when None), or average it into ``resample_to``."""
+    if resample_to is not None:
+        periods, anchor = to_periods(days, resample_to)
+        keys, inv = np.unique(periods, return_inverse=True)
+        X = np.stack([_mean_by(c, inv, len(keys)) for c in s.X.T] + [np.zeros(len(keys))], 1)[:, :-1]
+        y, X, grid = _regular(_mean_by(s.y, inv, len(keys)), X, keys, where, resample_to)
+        note = f"resampled to {resample_to} (mean of the values in each period)"
+        return replace(s, y=y, X=X, periods=grid, freq=resample_to, anchor=anchor, notes=s.notes + [note])
+    freq = freq or infer_freq(np.sort(days))
+    periods, anchor = to_periods(days, freq)
+    if freq == "W" and np.any((days.astype(np.int64) - anchor) % 7):
+        raise DataError(f"{where}: dates are not 7 days apart; set data.resample: W (or M) to average them")
+    y, X, grid = _regular(s.y, s.X, periods, where, freq)
+    return replace(s, y=y, X=X, periods=grid, freq=freq, anchor=anchor)
+
+
+def _mean_by(v: np.ndarray, inv: np.ndarray, k: int) -> np.ndarray:
+    """Mean of the non-NaN ``v`` in each of ``k`` groups (NaN for a group with none)."""
+    ok = ~np.isnan(v)
+    total, count = np.zeros(k), np.zeros(k)
+    np.add.at(total, inv[ok], v[ok])
+    np.add.at(count, inv[ok], 1)
+    return np.divide(total, count, out=np.full(k, np.nan), where=count > 0)
+
+
+def from_array(values, covariates=None, name: str = "y") -> Series:
+    """An undated series from ``values`` (T,) and optional covariates (T, C)."""
+    y = np.asarray(values, dtype=np.float64)
+    if y.ndim != 1 or len(y) == 0:
+        raise DataError(f"a series must be a non-empty 1-D array of numbers, got shape {y.shape}")
+    X = np.zeros((len(y), 0)) if covariates is None else np.asarray(covariates, dtype=np.float64).reshape(len(y), -1)
+    return Series(y, X, name=name, covariates=[f"x{i}" for i in range(X.shape[1])])
+
+
+def load_embedded_series(name: str = "sunspots") -> Series:
+    """An embedded series (no download): ``"sunspots"``, yearly 1700-2008. Provenance: embedded/README.md."""
+    if name not in EMBEDDED_SERIES:
+        raise DataError(f"unknown embedded series '{name}'; use one of {', '.join(EMBEDDED_SERIES)}")
+    file, date_col, target, _ = EMBEDDED_SERIES[name]
+    with resources.as_file(resources.files("rnnkit.data") / "embedded" / file) as path:
+        if not path.is_file():
+            raise DataError(f"embedded series '{name}' is missing ({file}); reinstall rnnkit")
+        return read_csv_series(path, date_col, target)
+
+
+# ---- gaps ----------------------------------------------------------------------------------------------
+
+
+def gaps(s: Series) -> dict:
+    """Missing values of the target and covariates: count, runs, longest run, the first missing date."""
+    miss = np.isnan(s.y) | np.isnan(s.X).any(1)
+    idx = np.flatnonzero(miss)
+    starts = idx[np.r_[True, np.diff(idx) > 1]] if len(idx) else idx
+    ends = idx[np.r_[np.diff(idx) > 1, True]] if len(idx) else idx
+    return {"missing": int(len(idx)), "runs": int(len(starts)),
+            "longest": int((ends - starts).max() + 1) if len(idx) else 0,
+            "first": s.dates()[int(idx[0])] if len(idx) else None}
+
+
+def fill_gaps(s: Series, how: str) -> Series:
+    """``error``: refuse any gap; ``interpolate`` (linear) or ``ffill``. Leading/trailing target gaps are trimmed."""
+    g = gaps(s)
+    if not g["missing"]:
+        return s
+    if how == "error":
+        raise DataError(f"series '{s.name}' has {g['missing']} missing values in {g['runs']} gaps (longest "
+                        f"{g['longest']} steps, first at {g['first']}); set data.fill: interpolate or ffill")
+    ok = np.flatnonzero(~np.isnan(s.y))
+    if not len(ok):
+        raise DataError(f"series '{s.name}' has no values at all")
+    notes = list(s.notes)
+    if ok[0] > 0 or ok[-1] < len(s) - 1:
+        notes.append(f"trimmed {ok[0]} missing steps at the start and {len(s) - 1 - ok[-1]} at the end")
+        s = s.take(slice(ok[0], ok[-1] + 1))
+    cols = [s.y] + list(s.X.T)
+    filled = [_fill(c, how) for c in cols]
+    notes.append(f"{g['missing']} missing values in {g['runs']} gaps (longest {g['longest']}, first at "
+                 f"{g['first']}) filled by {how}")
+    X = np.stack(filled[1:], 1) if s.X.shape[1] else s.X
+    return replace(s, y=filled[0], X=X, notes=notes)
+
+
+def _fill(v: np.ndarray, how: str) -> np.ndarray:
+    ok = ~np.isnan(v)
+    if ok.all():
+        return v
+    if not ok.any():
+        raise DataError("a covariate column has no values at all; drop it from data.covariates")
+    i = np.arange(len(v))
+    if how == "interpolate":
+        return np.interp(i, i[ok], v[ok])  # constant beyond the first/last value
+    last = np.maximum.accumulate(np.where(ok, i, -1))
+    out = v[np.maximum(last, 0)]
+    out[last < 0] = v[ok][0]  # nothing to carry forward yet: back-fill the first value
+    return out
+
+
+# ---- scaling and windows -------------------------------------------------------------------------------
+
+
+@dataclass
+class Scaler:
+    """Per-column affine scaling ``z = (v - shift) / scale``, fitted on the training part only."""
+
+    kind: str = "standard"  # standard | minmax | none
+    shift: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    scale: np.ndarray = field(default_factory=lambda: np.ones(0))
+
+    def fit(self, v: np.ndarray) -> Scaler:
+        """``v`` (N, K) -> fitted on each column."""
+        if self.kind == "standard":
+            self.shift, self.scale = v.mean(0), v.std(0)
+        elif self.kind == "minmax":
+            self.shift, self.scale = v.min(0), v.max(0) - v.min(0)
+        else:
+            self.shift, self.scale = np.zeros(v.shape[1]), np.ones(v.shape[1])
+        self.scale = np.where(self.scale > 1e-12, self.scale, 1.0)
+        return self
+
+    def transform(self, v: np.ndarray) -> np.ndarray:
+        return (v - self.shift) / self.scale
+
+    def inverse(self, z: np.ndarray, col: int = 0) -> np.ndarray:
+        """Column ``col`` back to the original scale (any shape)."""
+        return z * self.scale[col] + self.shift[col]
+
+    def state(self) -> dict:
+        return {"kind": self.kind, "shift": self.shift.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_state(cls, s: dict) -> Scaler:
+        return cls(s["kind"], np.asarray(s["shift"], np.float64), np.asarray(s["scale"], np.float64))
+
+
+def windows(z: np.ndarray, origins: np.ndarray, lookback: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of the scaled columns ``z`` (T, D) (column 0 the target) at forecast ``origins`` (N,).
+
+    Returns inputs (N, lookback, D) = ``z[t-lookback+1 .. t]`` and targets (N, horizon) = ``z[t+1 .. t+horizon, 0]``
+    (NaN beyond the end of the series, for forecasting past the last observation).
+    """
+    origins = np.asarray(origins, np.int64)
+    steps = origins[:, None] + np.arange(-lookback + 1, 1)[None, :]
+    if len(origins) and steps.min() < 0:
+        raise DataError(f"a window reaches before the start of the series; it needs {lookback} steps of history")
+    ahead = origins[:, None] + np.arange(1, horizon + 1)[None, :]
+    padded = np.concatenate([z[:, 0], np.full(horizon, np.nan)])
+    return z[steps].astype(np.float32), padded[ahead].astype(np.float32)
+
+
+__all__ = ["EMBEDDED_SERIES", "FREQS", "SEASON", "Scaler", "Series", "calendar", "fill_gaps", "from_array",
+           "gaps", "infer_freq", "load_embedded_series", "parse_dates", "period_date", "read_csv_series",
+           "to_periods", "windows"]

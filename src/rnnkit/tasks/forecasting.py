@@ -1,0 +1,532 @@
+"""Time-series forecasting: a series (CSV, array or the embedded sunspots) -> honest multi-step forecasts.
+
+Data (:mod:`rnnkit.data.series`): the series is put on a regular calendar, gaps are reported and filled only
+as ``data.fill`` says, then split *by time* into train | val | test (test last). The scaler is fitted on the
+train part only. Windows of ``lookback`` steps end at a forecast origin t; the targets are the next
+``horizon`` values. Validation and test windows may read history from earlier parts, never the future.
+
+Model: rnnkit RNN/LSTM/GRU over the window -> last state -> Linear head emitting ``S`` steps x ``K`` numbers:
+``strategy: direct`` S = horizon; ``recursive`` S = 1, fed back ``horizon`` times. K is 1 for ``mse``/``mae``,
+one per quantile for ``quantile`` (pinball loss), 2 for ``gaussian`` (mean and scale, negative log-likelihood).
+With ``data.relative`` the target inputs and outputs are offsets from the window's last value (for trends).
+
+Evaluation inverts the scaling and scores MAE, RMSE, MAPE, sMAPE and MASE, plus interval coverage, next to
+the naive, seasonal-naive and training-mean baselines on exactly the same windows.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
+from rnnkit.tasks import register_task
+from rnnkit.tasks.base import StepResult, Task
+
+
+@dataclass
+class ForecastModelConfig(ModelConfig):
+    loss: Literal["mse", "mae", "quantile", "gaussian"] = "mse"
+    quantiles: list = field(default_factory=lambda: [0.1, 0.5, 0.9])  # loss: quantile (must hold 0.5)
+    interval: float = 0.8  # loss: gaussian: level of the prediction interval
+    head_dropout: float = 0.0
+
+    def check(self) -> None:
+        super().check()
+        q = self.quantiles
+        if self.loss == "quantile" and (0.5 not in q or any(not 0 < v < 1 for v in q) or sorted(set(q)) != q):
+            raise ConfigError(f"model.quantiles must be increasing values in (0, 1) including 0.5, got {q}")
+        if not 0 < self.interval < 1:
+            raise ConfigError(f"model.interval must be in (0, 1), got {self.interval}")
+        if not 0.0 <= self.head_dropout < 1.0:
+            raise ConfigError(f"model.head_dropout must be in [0, 1), got {self.head_dropout}")
+
+
+@dataclass
+class ForecastDataConfig(DataConfig):
+    source: Literal["csv", "array", "embedded"] = "embedded"
+    name: str = "sunspots"  # embedded series
+    values: list | None = None  # source: array: the series itself
+    date_col: str | None = None  # csv: the date column (ISO dates or whole years); null: rows are steps
+    target: str | None = None  # csv: the column to forecast; null: the only remaining column
+    covariates: list = field(default_factory=list)  # csv: extra input columns (past values only)
+    freq: Literal["D", "W", "M", "Q", "Y"] | None = None  # null: inferred from the dates
+    resample: Literal["W", "M", "Q", "Y"] | None = None  # average the values into this frequency
+    fill: Literal["interpolate", "ffill", "error"] = "error"  # what to do with gaps (NaN, missing dates)
+    lookback: int = 24  # input window length
+    horizon: int = 1  # steps forecast from each origin
+    strategy: Literal["direct", "recursive"] = "direct"
+    scaler: Literal["standard", "minmax", "none"] = "standard"
+    relative: bool = False  # target inputs/outputs relative to the window's last value
+    season: int | None = None  # seasonal period m (MASE, seasonal naive); null: from the frequency
+    test_fraction: float = 0.2  # the last part of the series
+    test_start: object = None  # int position or date string ('1921'): test targets start here
+    test_end: object = None  # int position or date string: ... and end before here
+
+    def check(self) -> None:
+        from rnnkit.data.series import EMBEDDED_SERIES
+
+        if self.source == "csv" and (not self.path or not Path(self.path).is_file()):
+            raise ConfigError(f"data.path: give the CSV file for source: csv (not found: {self.path})")
+        if self.source == "array" and not self.values:
+            raise ConfigError("data.values: give the series as a list of numbers for source: array")
+        if self.source == "embedded" and self.name not in EMBEDDED_SERIES:
+            raise ConfigError(f"data.name: unknown embedded series '{self.name}'; use {', '.join(EMBEDDED_SERIES)}")
+        if self.source != "csv" and (self.date_col or self.target or self.covariates):
+            raise ConfigError("data.date_col/target/covariates only apply to source: csv")
+        if self.standardize:
+            raise ConfigError("data.standardize does not apply to forecasting; use data.scaler: standard")
+        if not 0.0 <= self.val_fraction < 1.0 or not 0.0 <= self.test_fraction < 1.0:
+            raise ConfigError("data.val_fraction and data.test_fraction must be in [0, 1)")
+        for key in ("lookback", "horizon", "season", "limit"):
+            if getattr(self, key) is not None and getattr(self, key) <= 0:
+                raise ConfigError(f"data.{key} must be > 0, got {getattr(self, key)}")
+        for key in ("test_start", "test_end"):
+            v = getattr(self, key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | str)):
+                raise ConfigError(f"data.{key} must be a position (integer) or a date string such as '1921'")
+
+
+def _rnn_features(rnn: nn.Module, x: torch.Tensor, directions: int) -> torch.Tensor:
+    """x (B, L, D) -> (B, dirs*H): the final state of the top layer in each direction."""
+    _, state = rnn(x)
+    h = state[0] if isinstance(state, tuple) else state  # (layers*dirs, B, H)
+    return torch.cat(list(h[-directions:]), dim=-1)
+
+
+class Forecaster(nn.Module):
+    """x (B, L, D) -> (B, S, K): S forecast steps of K numbers each (point, quantiles or mean/scale)."""
+
+    def __init__(self, m: ForecastModelConfig, input_size: int, steps: int, outputs: int) -> None:
+        super().__init__()
+        from rnnkit.tasks.sequence_classification import make_rnn
+
+        self.steps, self.outputs, self.directions = steps, outputs, 2 if m.bidirectional else 1
+        self.rnn = make_rnn(m, input_size)
+        self.drop = nn.Dropout(m.head_dropout)
+        self.head = nn.Linear(self.directions * m.hidden_size, steps * outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = _rnn_features(self.rnn, x, self.directions)
+        return self.head(self.drop(feats)).view(len(x), self.steps, self.outputs)
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Scaled windows: X (N, L, D) float32, Y (N, H) float32 (NaN past the end), ``origins`` (N,) positions in
+    ``series`` (the filled series on the original scale, for baselines, dates and plots)."""
+
+    X: torch.Tensor
+    Y: torch.Tensor
+    origins: np.ndarray
+    series: object
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+
+@register_task("forecasting")
+class Forecasting(Task):
+    model_config = ForecastModelConfig
+    data_config = ForecastDataConfig
+    metrics = ("loss", "mae", "rmse", "mape", "smape", "mase")
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        self.series = None
+        self.scaler = None
+        self.input_size, self.season, self.train_mean, self.mase_scale = 1, 1, 0.0, float("nan")
+        self.bounds: dict[str, int] = {}
+        self.calendar: dict = {}  # freq, anchor, name, covariates of the training series
+        self.last_eval: tuple | None = None  # (windows, pred, lo, hi) of the latest evaluate, for the report
+        self.future: list[dict] | None = None  # set by forecast(), drawn in the report
+
+    @classmethod
+    def check_config(cls, cfg: Config) -> None:
+        if cfg.data.strategy == "recursive" and cfg.data.covariates:
+            raise ConfigError("data.strategy: recursive feeds forecasts back and cannot forecast covariates; "
+                              "use strategy: direct with covariates")
+
+    # ---- data ------------------------------------------------------------------------------------------
+    @property
+    def train_horizon(self) -> int:
+        return 1 if self.cfg.data.strategy == "recursive" else self.cfg.data.horizon
+
+    def read(self, source=None):
+        """The configured series (``source`` None), a CSV path, an array (T,) / (T, 1+C) or a Series, filled."""
+        from rnnkit.data.series import Series, fill_gaps, from_array, load_embedded_series, read_csv_series
+
+        d = self.cfg.data
+        if source is None:
+            if d.source == "embedded":
+                s = load_embedded_series(d.name)
+            elif d.source == "array":
+                s = from_array(d.values)
+            else:
+                s = read_csv_series(d.path, d.date_col, d.target, d.covariates, d.freq, d.resample,
+                                    d.options.get("delimiter", ","))
+        elif isinstance(source, Series):
+            s = source
+        elif isinstance(source, str | Path):
+            s = read_csv_series(source, d.date_col, d.target, d.covariates, d.freq, d.resample,
+                                d.options.get("delimiter", ","))
+        else:
+            a = np.asarray(source, dtype=np.float64)
+            s = from_array(a[:, 0], a[:, 1:]) if a.ndim == 2 else from_array(a)
+        s = fill_gaps(s, d.fill)
+        if d.limit is not None:
+            s = s.take(slice(0, d.limit))
+        return s
+
+    def _position(self, s, value, key: str) -> int:
+        from rnnkit.data import DataError
+        from rnnkit.data.series import parse_dates, to_periods
+
+        if isinstance(value, int):
+            pos = value if value >= 0 else len(s) + value
+        else:
+            if s.periods is None:
+                raise DataError(f"data.{key}: '{value}' is a date but the series has none; give a position")
+            day = parse_dates([str(value)], f"data.{key}")
+            pos = int(to_periods(day, s.freq, s.anchor)[0][0] - s.periods[0])
+        if not 0 < pos <= len(s):
+            raise DataError(f"data.{key}: {value} is outside the series ({len(s)} steps, {s.dates()[0]} .. "
+                            f"{s.dates()[-1]}); quote dates ('1921')")
+        return pos
+
+    def setup(self) -> None:
+        from rnnkit.data import DataError
+        from rnnkit.data.series import SEASON, Scaler
+        from rnnkit.forecast.metrics import mase_scale
+
+        d = self.cfg.data
+        s = self.read()
+        T, L, H = len(s), d.lookback, d.horizon
+        test_lo = T - round(T * d.test_fraction)
+        if d.test_start is not None:
+            test_lo = self._position(s, d.test_start, "test_start")
+        test_hi = T if d.test_end is None else self._position(s, d.test_end, "test_end")
+        val_lo = test_lo - round(d.val_fraction * (T if d.test_start is None else test_lo))
+        n_train = val_lo - L - self.train_horizon + 1
+        if n_train < 1:
+            raise DataError(f"series too short: {T} steps leave {val_lo} for training, but lookback {L} + horizon "
+                            f"{self.train_horizon} needs at least {L + self.train_horizon}; lower data.lookback, "
+                            "data.horizon or the val/test fractions")
+        if d.val_fraction > 0 and test_lo - val_lo < H:
+            raise DataError(f"the validation part ({test_lo - val_lo} steps) is shorter than the horizon {H}; raise "
+                            "data.val_fraction, or set it to 0 with training.monitor: train_loss")
+        if test_hi - test_lo < H:
+            raise DataError(f"the test part ({test_hi - test_lo} steps) is shorter than the horizon {H}; raise "
+                            "data.test_fraction or move data.test_start")
+        self.series, self.bounds = s, {"train_end": val_lo, "val_end": test_lo, "test_end": test_hi}
+        cols = np.concatenate([s.y[:, None], s.X], 1)
+        self.scaler = Scaler(d.scaler).fit(cols[:val_lo])
+        self.input_size = cols.shape[1]
+        self.season = d.season or (SEASON[s.freq] if s.freq else 1)
+        self.train_mean, self.mase_scale = float(s.y[:val_lo].mean()), mase_scale(s.y[:val_lo], self.season)
+        self.calendar = {"freq": s.freq, "anchor": s.anchor, "name": s.name, "covariates": s.covariates}
+        ranges = {"train": (L - 1, val_lo - self.train_horizon), "val": (val_lo - 1, test_lo - H),
+                  "test": (test_lo - 1, test_hi - H)}
+        self.splits = {}
+        for name, (lo, hi) in ranges.items():
+            lo = max(lo, L - 1)
+            if hi > lo and not (name == "val" and d.val_fraction == 0):
+                horizon = self.train_horizon if name == "train" else H
+                self.splits[name] = self.make_windows(s, np.arange(lo, hi), horizon)
+        if "test" not in self.splits:
+            raise DataError(f"no test window: the test part needs {L} steps of history before it; lower "
+                            "data.lookback or move data.test_start later")
+
+    def make_windows(self, s, origins: np.ndarray, horizon: int) -> Windows:
+        from rnnkit.data.series import windows
+
+        z = self.scaler.transform(np.concatenate([s.y[:, None], s.X], 1))
+        X, Y = windows(z, origins, self.cfg.data.lookback, horizon)
+        return Windows(torch.from_numpy(X), torch.from_numpy(Y), origins, s)
+
+    def as_input(self, data, where: str = "input", labels: bool = True) -> Windows:
+        """A CSV path, array or Series -> windows: every full window (``labels``) or one at the last value."""
+        from rnnkit.data import DataError
+
+        if isinstance(data, Windows):
+            return data
+        s = self.read(data)
+        L, H = self.cfg.data.lookback, self.cfg.data.horizon
+        if 1 + s.X.shape[1] != self.input_size:
+            raise DataError(f"{where} has {s.X.shape[1]} covariates but the model was trained with "
+                            f"{self.input_size - 1}; give the same columns")
+        if len(s) < L + (H if labels else 0):
+            raise DataError(f"{where} has {len(s)} steps; the model needs at least lookback {L}"
+                            + (f" + horizon {H}" if labels else "") + " steps")
+        origins = np.arange(L - 1, len(s) - H) if labels else np.array([len(s) - 1])
+        return self.make_windows(s, origins, H)
+
+    def state(self) -> dict:
+        return {"scaler": self.scaler.state(), "input_size": self.input_size, "season": self.season,
+                "train_mean": self.train_mean, "mase_scale": self.mase_scale, "calendar": self.calendar,
+                "bounds": self.bounds}
+
+    def load_state(self, state: dict) -> None:
+        from rnnkit.data.series import Scaler
+
+        self.scaler, self.input_size = Scaler.from_state(state["scaler"]), state["input_size"]
+        self.season, self.train_mean, self.mase_scale = state["season"], state["train_mean"], state["mase_scale"]
+        self.calendar, self.bounds = state["calendar"], state["bounds"]
+
+    def summary(self) -> dict:
+        from rnnkit.data.series import gaps
+
+        s, d = self.series, self.cfg.data
+        dates = s.dates()
+        out = {"series": s.name, "steps": len(s), "freq": s.freq, "start": dates[0], "end": dates[-1],
+               "covariates": s.covariates, "season": self.season, "lookback": d.lookback, "horizon": d.horizon,
+               "strategy": d.strategy, "windows": {k: len(v) for k, v in self.splits.items()},
+               "test_starts": dates[self.bounds["val_end"]], "gaps_left": gaps(s)["missing"]}
+        return out | {"notes": s.notes}
+
+    # ---- model and training ----------------------------------------------------------------------------
+    @property
+    def num_outputs(self) -> int:
+        m = self.cfg.model
+        return {"quantile": len(m.quantiles), "gaussian": 2}.get(m.loss, 1)
+
+    def build_model(self) -> nn.Module:
+        return Forecaster(self.cfg.model, self.input_size, self.train_horizon, self.num_outputs)
+
+    def make_batch(self, data: Windows, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return data.X[idx], data.Y[idx]
+
+    def _run(self, model: nn.Module, X: torch.Tensor) -> torch.Tensor:
+        """X (B, L, D) scaled -> outputs (B, S, K) on the scaled level (relative inputs handled here)."""
+        if not self.cfg.data.relative:
+            return model(X)
+        base = X[:, -1:, :1]  # (B, 1, 1) the window's last target value
+        out = model(torch.cat([X[:, :, :1] - base, X[:, :, 1:]], 2))
+        if self.cfg.model.loss == "gaussian":
+            return torch.cat([out[..., :1] + base, out[..., 1:]], 2)
+        return out + base
+
+    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Summed loss of outputs (B, S, K) against targets (B, S)."""
+        m = self.cfg.model
+        if m.loss == "mse":
+            return F.mse_loss(out[..., 0], y, reduction="sum")
+        if m.loss == "mae":
+            return F.l1_loss(out[..., 0], y, reduction="sum")
+        if m.loss == "gaussian":
+            sigma = F.softplus(out[..., 1]) + 1e-3
+            return F.gaussian_nll_loss(out[..., 0], y, sigma**2, full=True, reduction="sum")
+        q = torch.tensor(m.quantiles, dtype=out.dtype, device=out.device)
+        e = y[..., None] - out  # (B, S, Q)
+        return torch.maximum(q * e, (q - 1) * e).sum() / len(m.quantiles)
+
+    def _point_interval(self, out: torch.Tensor):
+        """Outputs (B, S, K) -> point (B, S) and interval bounds (B, S) or None."""
+        m = self.cfg.model
+        if m.loss == "quantile":
+            return out[..., m.quantiles.index(0.5)], out[..., 0], out[..., -1]
+        if m.loss == "gaussian":
+            z = float(torch.special.ndtri(torch.tensor((1 + m.interval) / 2, dtype=torch.float64)))
+            sigma = F.softplus(out[..., 1]) + 1e-3
+            return out[..., 0], out[..., 0] - z * sigma, out[..., 0] + z * sigma
+        return out[..., 0], None, None
+
+    @property
+    def interval_level(self) -> float | None:
+        m = self.cfg.model
+        return {"quantile": m.quantiles[-1] - m.quantiles[0], "gaussian": m.interval}.get(m.loss)
+
+    def step(self, model: nn.Module, batch, device: torch.device) -> StepResult:
+        X, Y = (t.to(device, non_blocking=True) for t in batch)
+        out = self._run(model, X).float()
+        Y = Y[:, : out.shape[1]]  # recursive: the model's one step (validation windows hold the whole horizon)
+        return StepResult(self._loss(out, Y), Y.numel())
+
+    def rollout(self, model: nn.Module, X: torch.Tensor, steps: int) -> torch.Tensor:
+        """Outputs (N, steps, K) from windows X (N, L, D), feeding point forecasts back after every S steps."""
+        from rnnkit.data import DataError
+
+        outs, done, L = [], 0, X.shape[1]
+        while done < steps:
+            out = self._run(model, X).float()
+            outs.append(out)
+            done += out.shape[1]
+            if done < steps:
+                if X.shape[2] > 1:
+                    raise DataError(f"forecasting {steps} steps with covariates needs their future values; "
+                                    f"ask for at most horizon {out.shape[1]} steps")
+                point = self._point_interval(out)[0]
+                X = torch.cat([X, point[..., None].to(X.dtype)], 1)[:, -L:]
+        return torch.cat(outs, 1)[:, :steps]
+
+    # ---- evaluation and prediction ---------------------------------------------------------------------
+    @torch.no_grad()
+    def _outputs(self, model: nn.Module, data: Windows, device: torch.device, steps: int):
+        """-> summed loss (on the known targets), point, lower, upper (N, steps) on the original scale."""
+        model.eval()
+        bs, loss, parts = self.cfg.training.eval_batch_size, 0.0, []
+        for i in range(0, len(data), bs):
+            X, Y = data.X[i : i + bs].to(device), data.Y[i : i + bs, :steps].to(device)
+            out = self.rollout(model, X, steps)
+            known = ~torch.isnan(Y).any(1)
+            if known.any():
+                loss += float(self._loss(out[known], Y[known]))
+            parts.append([t.cpu().double().numpy() if t is not None else None for t in self._point_interval(out)])
+        inv = self.scaler.inverse
+        pred, lo, hi = (None if parts[0][j] is None else inv(np.concatenate([p[j] for p in parts])) for j in range(3))
+        return loss, pred, lo, hi
+
+    def evaluate(self, model: nn.Module, data: Windows, device: torch.device) -> dict:
+        from rnnkit.forecast.metrics import interval_metrics, point_metrics, score_baselines
+
+        H = self.cfg.data.horizon
+        loss, pred, lo, hi = self._outputs(model, data, device, H)
+        y = self.scaler.inverse(data.Y.double().numpy())
+        out = {"loss": loss / max(y.size, 1), **point_metrics(y, pred, self.mase_scale)}
+        if lo is not None:
+            out.update(interval_metrics(y, lo, hi, self.interval_level))
+        out["mae_by_horizon"] = np.abs(pred - y).mean(0).tolist()
+        out["count"], out["horizon"], out["season"] = int(y.size), H, self.season
+        base = score_baselines(y, data.series.y, data.origins, self.season, self.train_mean, self.mase_scale)
+        out["beats_naive"] = out["mae"] < base["naive"]["mae"]
+        out["beats_seasonal_naive"] = out["mae"] < base["seasonal_naive"]["mae"]
+        out["baselines"] = base
+        self.last_eval = (data, pred, lo, hi)
+        return out
+
+    def _records(self, data: Windows, pred, lo, hi) -> list[dict]:
+        s, level = data.series, self.interval_level
+        origin_dates, rows = s.dates(), []
+        p0 = s.periods[0] if s.periods is not None else None
+        for i, t in enumerate(data.origins.tolist()):
+            for h in range(pred.shape[1]):
+                when = (s.dates(np.array([p0 + t + h + 1]))[0] if p0 is not None else str(t + h + 1))
+                rec = {"origin": origin_dates[t], "step": h + 1, "date": when, "forecast": round(float(pred[i, h]), 6)}
+                if lo is not None:
+                    pct = round(100 * level)
+                    rec[f"lower_{pct}"], rec[f"upper_{pct}"] = round(float(lo[i, h]), 6), round(float(hi[i, h]), 6)
+                if t + h + 1 < len(s):
+                    rec["actual"] = float(s.y[t + h + 1])
+                rows.append(rec)
+        return rows
+
+    def predict(self, model: nn.Module, data: Windows, device: torch.device) -> list[dict]:
+        """One record per origin and step: origin, step, date, forecast, [lower_P, upper_P], [actual]."""
+        _, pred, lo, hi = self._outputs(model, data, device, self.cfg.data.horizon)
+        return self._records(data, pred, lo, hi)
+
+    def forecast(self, model: nn.Module, steps: int, device: torch.device, history=None) -> list[dict]:
+        """Continue ``history`` (default: the configured series, which :meth:`setup` must have loaded) for
+        ``steps`` steps past its last observation (beyond the horizon, forecasts are fed back)."""
+        data = self.as_input(history if history is not None else self.series, labels=False)
+        _, pred, lo, hi = self._outputs(model, data, device, steps)
+        self.future = self._records(data, pred, lo, hi)
+        return self.future
+
+    def finalize_metrics(self, metrics: dict) -> dict:
+        """Lift the test baselines to ``metrics["baselines"]`` and warn when seasonal naive is not beaten."""
+        for split in ("val", "test"):
+            if split in metrics and "baselines" in metrics[split]:
+                metrics["baselines" if split == "test" else "val_baselines"] = metrics[split].pop("baselines")
+        test = metrics.get("test", {})
+        if test and not test.get("beats_seasonal_naive", True):
+            print(f"rnnkit: warning: the model does NOT beat the seasonal-naive baseline on the test split (MASE "
+                  f"{test['mase']:.3f} vs {metrics['baselines']['seasonal_naive']['mase']:.3f})", file=sys.stderr)
+        return metrics
+
+    # ---- report ----------------------------------------------------------------------------------------
+    def report_sections(self, run_dir: Path, metrics: dict) -> list:
+        from rnnkit.report import Section, have_matplotlib, table
+
+        test, base = metrics.get("test"), metrics.get("baselines")
+        if not test or not base:
+            return []
+        keys = ["mae", "rmse", "mape", "smape", "mase"]
+        rows = [["model", *[test[k] for k in keys]]] + [[n, *[b[k] for k in keys]] for n, b in base.items()]
+        sections = []
+        if not test.get("beats_seasonal_naive", True):
+            sections.append(Section("WARNING: the model does not beat seasonal naive",
+                                    '<p style="color:#b00;font-size:1.3em;font-weight:bold">On the test split the '
+                                    f"model's MAE {test['mae']:.4g} is not below the seasonal-naive MAE "
+                                    f"{base['seasonal_naive']['mae']:.4g} (m = {test['season']}): its forecasts "
+                                    "are worth less than repeating last season's value.</p>"))
+        extra = ""
+        if "coverage" in test:
+            extra = (f"<p>{round(100 * test['interval_level'])} % prediction intervals cover "
+                     f"{100 * test['coverage']:.1f} % of the test values (mean width "
+                     f"{test['interval_width']:.4g}).</p>")
+        sections.append(Section("Forecast accuracy (test) against baselines",
+                                table(rows, ["forecast", *[k.upper() for k in keys]])
+                                + f"<p>{test['count']} values: every test origin x horizon {test['horizon']}; MASE "
+                                f"scaled by the in-sample seasonal-naive MAE (m = {test['season']}).</p>" + extra))
+        if self.last_eval is not None:
+            data, pred, lo, hi = self.last_eval
+            from rnnkit.tasks.sequence_classification import write_predictions
+
+            write_predictions(self._records(data, pred, lo, hi), run_dir / "test_forecasts.csv")
+            if have_matplotlib():
+                sections.append(Section("Forecasts", self._plot(data, pred, lo, hi)
+                                        + "<p>All test forecasts with intervals: <code>test_forecasts.csv</code>.</p>"))
+        return sections
+
+    def _plot(self, data: Windows, pred, lo, hi) -> str:
+        from rnnkit.report import figure, png
+
+        s = data.series
+        fig = figure(9.6, 3.8)
+        ax = fig.add_subplot()
+        ax.plot(np.arange(len(s)), s.y, color="0.45", lw=1, label="history")
+        for h, style in ((0, "-"), (pred.shape[1] - 1, "--"))[: 1 if pred.shape[1] == 1 else 2]:
+            x = data.origins + h + 1
+            ax.plot(x, pred[:, h], style, color="C0" if h == 0 else "C1", lw=1.2, label=f"test forecast, {h + 1} ahead")
+            if lo is not None:
+                ax.fill_between(x, lo[:, h], hi[:, h], color="C0" if h == 0 else "C1", alpha=0.2,
+                                label=f"{round(100 * self.interval_level)} % interval, {h + 1} ahead")
+        if self.future:
+            x = len(s) + np.arange(len(self.future))
+            ax.plot(x, [r["forecast"] for r in self.future], color="C3", lw=1.4, label="forecast")
+            keys = [k for k in self.future[0] if k.startswith(("lower_", "upper_"))]
+            if keys:
+                ax.fill_between(x, [r[keys[0]] for r in self.future], [r[keys[1]] for r in self.future], color="C3",
+                                alpha=0.2)
+        ticks = np.linspace(0, len(s) - 1 + (len(self.future) if self.future else 0), 8).astype(int)
+        if s.periods is not None:
+            ax.set_xticks(ticks, s.dates(s.periods[0] + ticks), fontsize=8)
+        ax.axvline(data.origins[0] + 0.5, color="k", lw=0.6, ls=":")
+        ax.set_title(f"{s.name}: history, test forecasts and intervals")
+        ax.legend(fontsize=7, loc="upper left")
+        return png(fig)
+
+
+def write_forecast_csv(records: list[dict], path: Path | None) -> None:
+    """Forecast records as CSV to ``path`` (or stdout)."""
+    import csv
+
+    f = open(path, "w", newline="") if path is not None else sys.stdout  # noqa: SIM115
+    try:
+        w = csv.DictWriter(f, fieldnames=list(records[0]))
+        w.writeheader()
+        w.writerows(records)
+    finally:
+        if path is not None:
+            f.close()
+
+
+def forecast(run, steps: int) -> list[dict]:
+    """Continue a trained run's series ``steps`` steps past its last observation (reloads the data)."""
+    task: Forecasting = run.task
+    state = task.state()
+    task.setup()
+    task.load_state(state)
+    return task.forecast(run.model, steps, run.device)
+
+
+__all__ = ["ForecastDataConfig", "ForecastModelConfig", "Forecaster", "Forecasting", "Windows", "forecast",
+           "write_forecast_csv"]
