@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 CALLBACKS: dict[str, type[Callback]] = {}
 
 # callback name -> module that registers it (imported when the callbacks section is validated)
-_BUILTIN: dict[str, str] = {}
+_BUILTIN: dict[str, str] = {"grad_through_time": "rnnkit.diagnostics.runs"}  # also adds its report sections
 
 
 @dataclass

@@ -1,0 +1,319 @@
+"""Look inside the recurrence: dL/dh_t at every step, gate saturation and hidden states.
+
+:func:`trace` runs a model once with every rnnkit recurrent layer (``rnnkit.RNN/LSTM/GRU``, anywhere in
+the module tree) switched to a step-by-step forward that keeps each ``h_t`` and the gate activations;
+the loss ``loss_fn(model)`` is then differentiated with respect to every ``h_t``. The gradient is the
+*total* derivative - through the outputs at step t and through all later steps - computed with
+``torch.autograd.grad``, so the parameters' ``.grad`` are left untouched (a training callback may call
+it between backward and the optimiser step). The stepping reuses the layer's own cell (``cell.step``), so
+the traced function is the layer's function; gates are recomputed from the same weights.
+
+    from rnnkit.diagnostics import gradient_through_time
+    g = gradient_through_time(model, lambda m: F.mse_loss(m(x), y, reduction="sum"))
+    print(g.verdict)      # "vanishing: layer 0 (lstm): |dL/dh| at the first step is 2.1e-09 of the last ..."
+    g.layers[0].norms     # (T,) mean over the batch of ||dL/dh_t||, in time order
+
+A :class:`Trace` per layer and direction: ``hidden`` (B, T, H), ``grad`` (B, T, H), ``gates`` name ->
+(B, T, H) (LSTM: input, forget, output; GRU: reset, update), ``active`` (B, T) for variable lengths.
+The model runs in eval mode (no dropout) and is returned to its mode afterwards.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rnnkit.layers.cell import gate_norm
+from rnnkit.layers.recurrent import Recurrent
+
+VANISHING, EXPLODING = 1e-3, 1e3  # first/last ratio thresholds of the verdict
+GATE_NAMES = {"lstm": ("input", "forget", "output"), "gru": ("reset", "update")}
+
+
+@dataclass
+class Trace:
+    """One layer and direction of one traced batch."""
+
+    name: str  # "layer 0", "layer 1 reverse", or "<module path> layer 0" when the model has several stacks
+    cell: str  # "rnn", "lstm", "gru" or the cell class name
+    reverse: bool
+    hidden: torch.Tensor  # (B, T, H) h_t in time order (detached)
+    gates: dict[str, torch.Tensor] = field(default_factory=dict)  # gate name -> (B, T, H) activations
+    active: torch.Tensor | None = None  # (B, T) bool, None when every sequence is full length
+    grad: torch.Tensor | None = None  # (B, T, H) dL/dh_t, filled by gradient_through_time
+    _steps: list = field(default_factory=list, repr=False)  # the live h_t tensors of the traced graph
+
+    @property
+    def norms(self) -> np.ndarray:
+        """(T,) mean over the batch (sequences active at t) of ||dL/dh_t||_2, in time order."""
+        n = self.grad.norm(dim=2)  # (B, T)
+        if self.active is None:
+            return n.mean(0).numpy()
+        a = self.active.float()
+        return (n * a).sum(0).div(a.sum(0).clamp(min=1)).numpy()
+
+    @property
+    def ratio(self) -> float:
+        """|dL/dh| at the first step read over |dL/dh| at the last (in reading order: reversed for a
+        reverse direction); nan when no gradient reaches the last step."""
+        n = self.norms[::-1] if self.reverse else self.norms
+        return float(n[0] / n[-1]) if n[-1] > 0 else float("nan")
+
+    @property
+    def per_step(self) -> float:
+        """The geometric mean factor by which |dL/dh| changes per step back in time: ratio ** (1/(T-1))."""
+        steps = len(self.norms) - 1
+        r = self.ratio
+        return float(r ** (1.0 / steps)) if steps > 0 and r > 0 and math.isfinite(r) else r
+
+    @property
+    def status(self) -> str:
+        r = self.ratio
+        if math.isnan(r):
+            return "no gradient"
+        return "vanishing" if r < VANISHING else "exploding" if r > EXPLODING else "healthy"
+
+
+@dataclass
+class GradientReport:
+    """The result of :func:`gradient_through_time`: one :class:`Trace` per layer and direction."""
+
+    layers: list[Trace]
+    loss: float
+
+    @property
+    def status(self) -> str:
+        """The worst status over the layers: exploding > vanishing > healthy."""
+        found = {t.status for t in self.layers}
+        for s in ("exploding", "vanishing", "no gradient", "healthy"):
+            if s in found:
+                return s
+        return "no recurrent layer"
+
+    @property
+    def verdict(self) -> str:
+        """One line: the status and, per layer, the first/last ratio and the per-step factor."""
+        parts = []
+        for t in self.layers:
+            if math.isnan(t.ratio):
+                ratio = "no gradient reaches the last step"
+            elif t.ratio == 0:
+                ratio = f"|dL/dh| at the first step underflows to 0 ({len(t.norms)} steps)"
+            else:
+                ratio = f"|dL/dh| at the first step is {t.ratio:.2g} x the last (x{t.per_step:.3f} per step " \
+                        f"over {len(t.norms)} steps)"
+            parts.append(f"{t.name} ({t.cell}): {ratio}")
+        return f"{self.status}: " + "; ".join(parts)
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "verdict": self.verdict, "loss": self.loss,
+                "layers": [{"name": t.name, "cell": t.cell, "reverse": t.reverse, "ratio": t.ratio,
+                            "per_step": t.per_step, "status": t.status, "norms": t.norms.tolist()}
+                           for t in self.layers]}
+
+
+# ---- the traced forward ----------------------------------------------------------------------------------
+
+
+def cell_name(layer: Recurrent) -> str:
+    return {"RNNCell": "rnn", "LSTMCell": "lstm", "GRUCell": "gru"}.get(type(layer.cell).__name__,
+                                                                     type(layer.cell).__name__)
+
+
+def _gates(layer: Recurrent, g: torch.Tensor, h: torch.Tensor, w_hh_t, b_hh, ln_hh) -> list[torch.Tensor]:
+    """Gate activations of one step (B, H) each, recomputed from the layer's weights (no grad)."""
+    cell, kind, H = layer.cell, cell_name(layer), layer.hidden_size
+    if kind == "lstm":
+        a_i, a_f, _, a_o = (g + cell.recurrent(h, w_hh_t, b_hh, ln_hh)).chunk(4, 1)
+        return [cell.rec_act(a_i), cell.rec_act(a_f), cell.rec_act(a_o)]
+    if kind == "gru":
+        if cell.reset_after:
+            a = cell.recurrent(h, w_hh_t, b_hh, ln_hh)[:, : 2 * H]
+        else:
+            b = None if b_hh is None else b_hh[: 2 * H]
+            ln = None if ln_hh is None else (ln_hh[0][: 2 * H], ln_hh[1][: 2 * H])
+            a = cell.recurrent(h, w_hh_t[:, : 2 * H], b, ln)
+        a_r, a_z = (g[:, : 2 * H] + a).chunk(2, 1)
+        return [cell.rec_act(a_r), cell.rec_act(a_z)]
+    return []
+
+
+def _traced_forward(layer: Recurrent, traces: list[Trace], prefix: str):
+    """A replacement for ``layer.forward`` that steps the cell and appends one Trace per layer/direction."""
+
+    def forward(x, lengths=None, state=None):
+        x = layer._check_input(x)
+        batch, steps = x.shape[0], x.shape[1]
+        lengths = layer._check_lengths(lengths, batch, steps)
+        state0 = layer._check_state(state, batch, x)
+        active = rev_index = None
+        if lengths is not None:
+            t = torch.arange(steps, device=x.device)
+            active = t[None, :] < lengths.to(x.device)[:, None]  # (B, T)
+            rev_index = torch.where(active, lengths.to(x.device)[:, None] - 1 - t[None, :], t[None, :])
+        kind = cell_name(layer)
+        names = GATE_NAMES.get(kind, ())
+        finals: list[list[torch.Tensor]] = [[] for _ in range(layer.cell.num_states)]
+        layer_in = x
+        for k in range(layer.num_layers):
+            outs = []
+            for d, sfx in enumerate(layer._suffixes()):
+                inp = layer_in if d == 0 else layer._reverse(layer_in, rev_index)
+                p = {n: getattr(layer, f"{n}_l{k}{sfx}", None) for n in ("weight_ih", "weight_hh", "bias_ih",
+                     "bias_hh", "ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias")}
+                gx = F.linear(inp, p["weight_ih"], p["bias_ih"])  # (B, T, G*H)
+                ln_hh = None
+                if layer.layer_norm:
+                    gx = gate_norm(gx, p["ln_ih_weight"], p["ln_ih_bias"], layer.cell.num_gates)
+                    ln_hh = (p["ln_hh_weight"], p["ln_hh_bias"])
+                w_hh_t, b_hh = p["weight_hh"].t(), p["bias_hh"]
+                idx = k * layer.num_directions + d
+                s = tuple(st[idx] for st in state0) if state0 is not None else \
+                    (x.new_zeros(batch, layer.hidden_size),) * layer.cell.num_states
+                keep = active  # a reversed sequence stays left-aligned, so one mask serves both directions
+                hs, gates = [], []
+                for t, g in enumerate(gx.unbind(1)):
+                    with torch.no_grad():
+                        gates.append(_gates(layer, g, s[0], w_hh_t, b_hh, ln_hh))
+                    new = layer.cell.step(g, s[0], s, w_hh_t, b_hh, ln_hh)
+                    if keep is not None:  # finished sequences keep their state
+                        m = keep[:, t, None]
+                        new = tuple(torch.where(m, n, o) for n, o in zip(new, s, strict=True))
+                    s = new
+                    hs.append(s[0])
+                out = torch.stack(hs, 1)
+                if keep is not None:
+                    out = out * keep[:, :, None]
+                gate_t = {n: torch.stack([gt[i] for gt in gates], 1) for i, n in enumerate(names)}
+                order = (lambda z: z) if d == 0 else (lambda z: layer._reverse(z, rev_index))
+                name = f"{prefix}layer {k}" + (" reverse" if d else "")
+                traces.append(Trace(name, kind, bool(d), order(out.detach()), {n: order(v) for n, v in gate_t.items()},
+                                    active, _steps=hs))
+                outs.append(order(out))
+                for i, st in enumerate(s):
+                    finals[i].append(st)
+            layer_in = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+        if not layer.batch_first:
+            layer_in = layer_in.transpose(0, 1)
+        final = tuple(torch.stack(f, 0) for f in finals)
+        return layer_in, (final[0] if len(final) == 1 else final)
+
+    return forward
+
+
+@contextmanager
+def tracing(model: nn.Module):
+    """Inside the block every rnnkit recurrent layer of ``model`` runs the traced forward; yields the list
+    the traces are appended to (one per layer and direction, in call order)."""
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, Recurrent)]
+    traces: list[Trace] = []
+    for name, layer in layers:
+        layer.forward = _traced_forward(layer, traces, f"{name} " if len(layers) > 1 else "")
+    try:
+        yield traces
+    finally:
+        for _, layer in layers:
+            del layer.forward  # back to the class's forward
+
+
+def _float64(model: nn.Module) -> nn.Module:
+    """A float64 copy of ``model`` that casts its floating inputs to float64 (so 1e-60 is not 0)."""
+    m = copy.deepcopy(model).double()
+
+    def to64(v):
+        if isinstance(v, tuple | list):
+            return type(v)(map(to64, v))
+        return v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+
+    def cast(_module, args, kwargs):
+        return to64(args), {k: to64(v) for k, v in kwargs.items()}
+
+    m.register_forward_pre_hook(cast, with_kwargs=True)
+    return m
+
+
+def trace(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], grad: bool = True,
+          float64: bool = True) -> GradientReport:
+    """Run ``loss_fn(model)`` traced (eval mode) and, with ``grad``, fill every trace's dL/dh_t.
+
+    ``float64``: trace a float64 copy of the model, so gradients far below float32's range (1e-45) stay
+    measurable; a model that cannot run in float64 falls back to its own precision.
+    """
+    if float64:
+        try:
+            return _trace(_float64(model), loss_fn, grad)
+        except (RuntimeError, TypeError):  # e.g. a custom module that insists on float32
+            pass
+    return _trace(model, loss_fn, grad)
+
+
+def _trace(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor], grad: bool) -> GradientReport:
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad(), tracing(model) as traces:
+            loss = loss_fn(model)
+        if grad and traces:
+            steps = [h for t in traces for h in t._steps]
+            if not loss.requires_grad:
+                raise ValueError("the loss does not depend on any parameter; cannot take dL/dh_t")
+            grads = torch.autograd.grad(loss, steps, allow_unused=True)
+            i = 0
+            for t in traces:
+                n = len(t._steps)
+                g = [torch.zeros_like(h) if gh is None else gh for h, gh in zip(t._steps, grads[i : i + n],
+                                                                                   strict=True)]
+                i += n
+                full = torch.stack(g, 1).detach().double().cpu()
+                t.grad = _to_time_order(full, t) if t.reverse else full
+        for t in traces:
+            t._steps = []
+            t.hidden, t.gates = t.hidden.float().cpu(), {k: v.float().cpu() for k, v in t.gates.items()}
+            t.active = None if t.active is None else t.active.cpu()
+        return GradientReport(traces, float(loss.detach()))
+    finally:
+        model.train(was_training)
+
+
+def _to_time_order(reading_order: torch.Tensor, t: Trace) -> torch.Tensor:
+    """A reverse direction's per-step tensor (B, T, H) from reading order to time order."""
+    if t.active is None:
+        return reading_order.flip(1)
+    lengths = t.active.sum(1).cpu()
+    steps = torch.arange(reading_order.shape[1])
+    idx = torch.where(steps[None, :] < lengths[:, None], lengths[:, None] - 1 - steps[None, :], steps[None, :])
+    return reading_order.gather(1, idx[:, :, None].expand_as(reading_order))
+
+
+def gradient_through_time(model: nn.Module, loss_fn: Callable[[nn.Module], torch.Tensor]) -> GradientReport:
+    """||dL/dh_t|| at every step of every rnnkit recurrent layer in ``model`` for the loss ``loss_fn(model)``
+    (use a *summed* loss so the numbers do not depend on the batch size); see the module docstring."""
+    return trace(model, loss_fn, grad=True)
+
+
+# ---- gate statistics -------------------------------------------------------------------------------------
+
+
+def gate_statistics(traces: list[Trace], low: float = 0.1, high: float = 0.9) -> list[dict]:
+    """Per layer and gate: the fraction of activations below ``low``, above ``high``, saturated (either),
+    and the mean, over the active steps of the batch."""
+    rows = []
+    for t in traces:
+        for name, v in t.gates.items():
+            vals = v[t.active] if t.active is not None else v.reshape(-1, v.shape[-1])
+            vals = vals.reshape(-1)
+            lo, hi = float((vals < low).float().mean()), float((vals > high).float().mean())
+            rows.append({"layer": t.name, "gate": name, "below": lo, "above": hi, "saturated": lo + hi,
+                         "mean": float(vals.mean())})
+    return rows
+
+
+__all__ = ["GradientReport", "Trace", "gate_statistics", "gradient_through_time", "trace", "tracing"]
