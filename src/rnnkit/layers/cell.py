@@ -34,8 +34,9 @@ def gate_norm(a: torch.Tensor, gain: torch.Tensor, shift: torch.Tensor, gates: i
     into saturation as a whole; ``gain`` and ``shift`` have shape (gates*H,).
     """
     shape = a.shape
-    out = F.group_norm(a.reshape(-1, shape[-1]), gates, gain, shift, LN_EPS)
-    return out.view(shape)
+    h = shape[-1] // gates
+    out = F.layer_norm(a.reshape(-1, gates, h), (h,), eps=LN_EPS)  # as F.group_norm, but ~2x faster on CPU
+    return torch.addcmul(shift, out.view(shape), gain)
 
 
 class Cell:

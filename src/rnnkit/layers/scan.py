@@ -79,15 +79,19 @@ def _deriv(y: Tensor, act: str) -> Tensor | None:
 
 
 def _ln(z: Tensor, gain: Tensor, shift: Tensor, groups: int) -> Tensor:
-    """Layer norm of each of ``groups`` blocks of z (B, groups*H), then gain and shift (as ``cell.gate_norm``)."""
-    return torch.native_group_norm(z, gain, shift, z.shape[0], z.shape[1], 1, groups, LN_EPS)[0]
+    """Layer norm of each of ``groups`` blocks of z (B, groups*H), then gain and shift (as ``cell.gate_norm``).
+
+    A layer norm over (B*groups, H) rows: on CPU about 2x faster than the equivalent group norm."""
+    B, F = z.shape
+    y = torch.native_layer_norm(z.reshape(B * groups, F // groups), (F // groups,), None, None, LN_EPS)[0]
+    return torch.addcmul(shift, y.view(B, F), gain)
 
 
 def _ln_stats(z: Tensor, groups: int) -> tuple[Tensor, Tensor]:
     """Normalised input xhat (B, T, groups, H) and 1/std (B, T, groups, 1), as batch-major views, of the
-    time-major raw projections z (T, B, groups*H) (one group-norm call without gain and shift)."""
+    time-major raw projections z (T, B, groups*H) (one layer-norm call without gain and shift)."""
     T, B, F = z.shape
-    xhat, _, rstd = torch.native_group_norm(z.reshape(T * B, F), None, None, T * B, F, 1, groups, LN_EPS)
+    xhat, _, rstd = torch.native_layer_norm(z.reshape(T * B * groups, F // groups), (F // groups,), None, None, LN_EPS)
     return xhat.view(T, B, groups, -1).transpose(0, 1), rstd.view(T, B, groups, 1).transpose(0, 1)
 
 
