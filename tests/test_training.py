@@ -243,3 +243,14 @@ def test_monitor_direction_follows_the_metric():
         assert not lower_is_better(m), m
     assert better(0.1, 0.2, "val_mse") and not better(0.3, 0.2, "val_mse")
     assert better(0.9, 0.8, "val_accuracy") and not better(0.7, 0.8, "val_accuracy")
+
+
+def test_flush_denormal_is_applied(tmp_path, monkeypatch):
+    calls = []
+    real = torch.set_flush_denormal
+    monkeypatch.setattr(torch, "set_flush_denormal", lambda mode: calls.append(mode) or real(mode))
+    try:
+        fit(tiny(training={"flush_denormal": True, "epochs": 1}), tmp_path / "r", quiet=True)
+    finally:
+        real(False)
+    assert calls and calls[0] is True

@@ -118,6 +118,7 @@ class TrainingConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = False  # mixed precision on CUDA (bfloat16 where supported, else float16 + loss scaling)
     num_threads: int | None = None  # torch CPU threads; null: torch's default
+    flush_denormal: bool = False  # CPU: treat denormal floats as zero (vanishing gradients otherwise crawl)
     checkpoint_every_steps: int | None = None  # also checkpoint every N optimizer steps (mid-epoch resume)
     tensorboard: bool = False  # log scalars to <run>/tensorboard if torch.utils.tensorboard imports
 

@@ -171,6 +171,7 @@ class Trainer:
         t = cfg.training
         if t.num_threads:
             torch.set_num_threads(t.num_threads)
+        torch.set_flush_denormal(t.flush_denormal)  # process-wide, so set either way (resume sees the same)
         self.device = pick_device(t.device, self.dist.local_rank)
         if self.dist.world > 1 and not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
