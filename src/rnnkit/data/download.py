@@ -133,7 +133,7 @@ def _attempt(url: str, part: Path, timeout: float, progress: bool) -> None:
         raise _Transient(f"transfer cut short: got {have + got} of {have + body} bytes")
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     """Make a rename in ``folder`` durable (best effort; not possible on every platform)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -184,5 +184,5 @@ def fetch(url: str, dest: Path | str, *, sha256: str | None = None, md5: str | N
         raise DataError(f"checksum mismatch for {url}: expected {algorithm} {expected}, got {actual}; "
                         "the download was deleted, run again or check the URL")
     os.replace(part, dest)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     return dest

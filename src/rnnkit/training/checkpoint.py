@@ -27,24 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rnnkit.data.download import fsync_dir
+
 FORMAT = 1
 
 
 class CheckpointError(ValueError):
     """A missing, incomplete or corrupted checkpoint (one-line message with the fix)."""
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. Windows: directories cannot be opened
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def write_checkpoint(dest: Path, files: dict[str, bytes]) -> None:
@@ -60,13 +49,13 @@ def write_checkpoint(dest: Path, files: dict[str, bytes]) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     if dest.exists():
         if old.exists():
             shutil.rmtree(old)
         dest.rename(old)
     tmp.rename(dest)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     if old.exists():
         shutil.rmtree(old)
 
