@@ -97,3 +97,16 @@ def test_help_has_examples(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([cmd, "--help"])
     assert e.value.code == 0 and "examples:" in capsys.readouterr().out
+
+
+def test_closed_stdout_pipe_is_quiet():
+    """`rnnkit info RUN | head -1`: when the reader leaves early, exit quietly instead of a traceback."""
+    import subprocess
+    import sys
+
+    code = ("import sys, rnnkit.cli as c\n"
+            "def boom(args): raise BrokenPipeError(32, 'Broken pipe')\n"
+            "c.cmd_info = boom\n"
+            "sys.exit(c.main(['info', 'somewhere']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -432,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rnnkit: interrupted; continue with: rnnkit train --resume RUN_DIR", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `rnnkit info RUN | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
+        return 0
 
 
 if __name__ == "__main__":
