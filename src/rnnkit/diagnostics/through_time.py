@@ -28,10 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from rnnkit.layers.cell import gate_norm
 from rnnkit.layers.recurrent import Recurrent
 
 VANISHING, EXPLODING = 1e-3, 1e3  # first/last ratio thresholds of the verdict
@@ -148,63 +146,33 @@ def _gates(layer: Recurrent, g: torch.Tensor, h: torch.Tensor, w_hh_t, b_hh, ln_
 
 def _traced_forward(layer: Recurrent, traces: list[Trace], prefix: str):
     """A replacement for ``layer.forward`` that steps the cell and appends one Trace per layer/direction."""
+    kind = cell_name(layer)
+    names = GATE_NAMES.get(kind, ())
+
+    def scan(k, d, gx, s, w_hh, b_hh, ln_hh, active, to_time):
+        """The layer's time loop by plain autograd, keeping every h_t (for dL/dh_t) and the gates."""
+        w_hh_t = w_hh.t()
+        hs, gates = [], []
+        for t, g in enumerate(gx.unbind(1)):
+            with torch.no_grad():
+                gates.append(_gates(layer, g, s[0], w_hh_t, b_hh, ln_hh))
+            new = layer.cell.step(g, s[0], s, w_hh_t, b_hh, ln_hh)
+            if active is not None:  # finished sequences keep their state
+                m = active[:, t, None]
+                new = tuple(torch.where(m, n, o) for n, o in zip(new, s, strict=True))
+            s = new
+            hs.append(s[0])
+        out = torch.stack(hs, 1)
+        if active is not None:  # a reversed sequence stays left-aligned, so one mask serves both directions
+            out = out * active[:, :, None]
+        gate_t = {n: torch.stack([gt[i] for gt in gates], 1) for i, n in enumerate(names)}
+        name = f"{prefix}layer {k}" + (" reverse" if d else "")
+        traces.append(Trace(name, kind, bool(d), to_time(out.detach()), {n: to_time(v) for n, v in gate_t.items()},
+                            active, _steps=hs))
+        return out, s
 
     def forward(x, lengths=None, state=None):
-        x = layer._check_input(x)
-        batch, steps = x.shape[0], x.shape[1]
-        lengths = layer._check_lengths(lengths, batch, steps)
-        state0 = layer._check_state(state, batch, x)
-        active = rev_index = None
-        if lengths is not None:
-            t = torch.arange(steps, device=x.device)
-            active = t[None, :] < lengths.to(x.device)[:, None]  # (B, T)
-            rev_index = torch.where(active, lengths.to(x.device)[:, None] - 1 - t[None, :], t[None, :])
-        kind = cell_name(layer)
-        names = GATE_NAMES.get(kind, ())
-        finals: list[list[torch.Tensor]] = [[] for _ in range(layer.cell.num_states)]
-        layer_in = x
-        for k in range(layer.num_layers):
-            outs = []
-            for d, sfx in enumerate(layer._suffixes()):
-                inp = layer_in if d == 0 else layer._reverse(layer_in, rev_index)
-                p = {n: getattr(layer, f"{n}_l{k}{sfx}", None) for n in ("weight_ih", "weight_hh", "bias_ih",
-                     "bias_hh", "ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias")}
-                gx = F.linear(inp, p["weight_ih"], p["bias_ih"])  # (B, T, G*H)
-                ln_hh = None
-                if layer.layer_norm:
-                    gx = gate_norm(gx, p["ln_ih_weight"], p["ln_ih_bias"], layer.cell.num_gates)
-                    ln_hh = (p["ln_hh_weight"], p["ln_hh_bias"])
-                w_hh_t, b_hh = p["weight_hh"].t(), p["bias_hh"]
-                idx = k * layer.num_directions + d
-                s = tuple(st[idx] for st in state0) if state0 is not None else \
-                    (x.new_zeros(batch, layer.hidden_size),) * layer.cell.num_states
-                keep = active  # a reversed sequence stays left-aligned, so one mask serves both directions
-                hs, gates = [], []
-                for t, g in enumerate(gx.unbind(1)):
-                    with torch.no_grad():
-                        gates.append(_gates(layer, g, s[0], w_hh_t, b_hh, ln_hh))
-                    new = layer.cell.step(g, s[0], s, w_hh_t, b_hh, ln_hh)
-                    if keep is not None:  # finished sequences keep their state
-                        m = keep[:, t, None]
-                        new = tuple(torch.where(m, n, o) for n, o in zip(new, s, strict=True))
-                    s = new
-                    hs.append(s[0])
-                out = torch.stack(hs, 1)
-                if keep is not None:
-                    out = out * keep[:, :, None]
-                gate_t = {n: torch.stack([gt[i] for gt in gates], 1) for i, n in enumerate(names)}
-                order = (lambda z: z) if d == 0 else (lambda z: layer._reverse(z, rev_index))
-                name = f"{prefix}layer {k}" + (" reverse" if d else "")
-                traces.append(Trace(name, kind, bool(d), order(out.detach()), {n: order(v) for n, v in gate_t.items()},
-                                    active, _steps=hs))
-                outs.append(order(out))
-                for i, st in enumerate(s):
-                    finals[i].append(st)
-            layer_in = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
-        if not layer.batch_first:
-            layer_in = layer_in.transpose(0, 1)
-        final = tuple(torch.stack(f, 0) for f in finals)
-        return layer_in, (final[0] if len(final) == 1 else final)
+        return layer._forward(x, lengths, state, scan)
 
     return forward
 

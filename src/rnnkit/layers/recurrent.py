@@ -24,7 +24,7 @@ Two engines compute the same function:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,9 @@ from rnnkit.layers.cell import Cell, gate_norm
 from rnnkit.layers.scan import scan
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+# scan(layer, direction, gx (B,T,G*H), state0, w_hh, b_hh, ln_hh, active (B,T) | None, to_time) -> (out (B,T,H), state)
+# where to_time maps a tensor in processing order (B, T, ...) back to time order (the reverse direction reads backwards)
+ScanFn = Callable[..., tuple[torch.Tensor, tuple[torch.Tensor, ...]]]
 
 _FUSED = {"LSTM": _VF.lstm, "GRU": _VF.gru, "RNN_TANH": _VF.rnn_tanh, "RNN_RELU": _VF.rnn_relu}
 _CUDNN_MODE = {"RNN_RELU": 0, "RNN_TANH": 1, "LSTM": 2, "GRU": 3}
@@ -189,14 +192,21 @@ class Recurrent(nn.Module):
             state: final state in the layout of ``state``, taken at each sequence's own last step
                 (for the reverse direction: its state after reading back to step 0).
         """
+        return self._forward(x, lengths, state)
+
+    def _forward(
+        self, x: torch.Tensor, lengths: Any, state: State | None, scan: ScanFn | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """:meth:`forward`, optionally with ``scan`` replacing the time loop of every layer and direction (it
+        forces the loop engine; :mod:`rnnkit.diagnostics` records per-step states this way)."""
         x = self._check_input(x)
         batch, steps = x.shape[0], x.shape[1]
         lengths = self._check_lengths(lengths, batch, steps)
         state0 = self._check_state(state, batch, x)
-        if self.uses_fused_kernel():
+        if scan is None and self.uses_fused_kernel():
             out, final = self._forward_fused(x, lengths, state0)
         else:
-            out, final = self._forward_loop(x, lengths, state0)
+            out, final = self._forward_loop(x, lengths, state0, scan)
         if not self.batch_first:
             out = out.transpose(0, 1)
         return out, (final[0] if len(final) == 1 else final)
@@ -232,7 +242,11 @@ class Recurrent(nn.Module):
         return out, tuple(s.index_select(1, undo) for s in res[1:])
 
     def _forward_loop(
-        self, x: torch.Tensor, lengths: torch.Tensor | None, state0: tuple[torch.Tensor, ...] | None
+        self,
+        x: torch.Tensor,
+        lengths: torch.Tensor | None,
+        state0: tuple[torch.Tensor, ...] | None,
+        scan: ScanFn | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         batch, steps = x.shape[0], x.shape[1]
         active = rev_index = None
@@ -259,7 +273,13 @@ class Recurrent(nn.Module):
                 idx = k * self.num_directions + d
                 s0 = tuple(s[idx] for s in state0) if state0 is not None else \
                     (x.new_zeros(batch, self.hidden_size),) * self.cell.num_states
-                out, s_t = self._scan(gx, s0, p["weight_hh"], p["bias_hh"], ln_hh, active)
+                if scan is None:
+                    out, s_t = self._scan(gx, s0, p["weight_hh"], p["bias_hh"], ln_hh, active)
+                else:
+                    def to_time(z: torch.Tensor, d: int = d) -> torch.Tensor:
+                        return z if d == 0 else self._reverse(z, rev_index)
+
+                    out, s_t = scan(k, d, gx, s0, p["weight_hh"], p["bias_hh"], ln_hh, active, to_time)
                 outs.append(out if d == 0 else self._reverse(out, rev_index))
                 for i, s in enumerate(s_t):
                     finals[i].append(s)
