@@ -115,6 +115,24 @@ def _ln_param_grads(dy: Tensor, xhat: Tensor) -> tuple[Tensor, Tensor]:
     return (dy * xhat.flatten(-2)).sum((0, 1)), dy.sum((0, 1))
 
 
+def _proj(h: Tensor, wt: Tensor, b: Tensor | None, out: Tensor) -> Tensor:
+    """``h W^T + b`` (B, F) into ``out``; ``wt`` is W transposed (H, F)."""
+    return torch.mm(h, wt, out=out) if b is None else torch.addmm(b, h, wt, out=out)
+
+
+def _preact(a: Tensor, x: Tensor, h: Tensor, wt: Tensor, b: Tensor | None, z: Tensor | None,
+            norm: tuple[Tensor, Tensor, int] | None) -> None:
+    """Gate pre-activations ``a = x + [LN](W_hh h + b_hh)`` (B, G*H) in place. Without layer norm and with a
+    bias, ``a`` already holds ``x + b`` (added for all steps at once); with it, the raw projection goes to
+    ``z`` for the backward pass and ``norm`` is (gain, shift, gates)."""
+    if norm is not None:
+        torch.add(x, _ln(_proj(h, wt, b, z), *norm), out=a)
+    elif b is None:
+        torch.addmm(x, h, wt, out=a)
+    else:
+        a.addmm_(h, wt)
+
+
 def _states(gx: Tensor, h0: Tensor, H: int, drop: Tensor | None):
     """State buffers for a scan over gx (B, T, F): ``Hp`` (B, T, H) the state entering each step (``Hp[:, 0]`` =
     h0), ``hT`` (B, H), ``Hr`` (B, T, H) h_{t-1} as W_hh sees it (Hp itself without dropout), and the list of
@@ -168,7 +186,7 @@ def cell_spec(cell: Cell) -> _Spec | None:
 def _lstm_forward(s: _Spec, gx, w, b, gain, shift, drop, m, h0, c0):
     T, H, ln = gx.shape[1], s.hidden, gain is not None
     A = gx + b if b is not None and not ln else torch.empty_like(gx)  # pre-activations -> gate activations
-    Z = gx.new_empty(T, gx.shape[0], 4 * H) if ln else None  # time-major: group norm wants contiguous steps
+    Z = gx.new_empty(T, gx.shape[0], 4 * H) if ln else None  # time-major for the layer-norm statistics
     Hp, hT, Hr, h_next = _states(gx, h0, H, drop)
     Cp, cT, TC = torch.empty_like(Hp), torch.empty_like(hT), torch.empty_like(Hp)  # c_{t-1}, c_T, φ(c_t)
     Cp[:, 0] = c0
@@ -177,13 +195,7 @@ def _lstm_forward(s: _Spec, gx, w, b, gain, shift, drop, m, h0, c0):
     ms = m.unbind(1) if m is not None else None
     for t in range(T):
         a, h = a_s[t], hp[t] if drop is None else torch.mul(hp[t], drop, out=hr[t])
-        if ln:
-            z = torch.mm(h, wt, out=Z[t]) if b is None else torch.addmm(b, h, wt, out=Z[t])
-            torch.add(xs[t], _ln(z, gain, shift, 4), out=a)
-        elif b is None:
-            torch.addmm(xs[t], h, wt, out=a)
-        else:
-            a.addmm_(h, wt)
+        _preact(a, xs[t], h, wt, b, Z[t] if ln else None, (gain, shift, 4) if ln else None)
         _apply_(a[:, : 2 * H], s.rec_act)
         _apply_(a[:, 3 * H:], s.rec_act)
         _apply_(a[:, 2 * H: 3 * H], s.act)
@@ -198,7 +210,7 @@ def _lstm_forward(s: _Spec, gx, w, b, gain, shift, drop, m, h0, c0):
 
 def _gru_forward(s: _Spec, gx, w, b, gain, shift, drop, m, h0, c0):
     T, H, ln = gx.shape[1], s.hidden, gain is not None
-    R = gx.new_empty(T, gx.shape[0], 3 * H)  # raw W_hh h + b_hh, time-major: group norm wants contiguous steps
+    R = gx.new_empty(T, gx.shape[0], 3 * H)  # raw W_hh h + b_hh, time-major for the layer-norm statistics
     Gt = torch.empty_like(gx)  # gates r, z, n
     Hp, hT, Hr, h_next = _states(gx, h0, H, drop)
     tmp = torch.empty_like(hT)
@@ -206,7 +218,7 @@ def _gru_forward(s: _Spec, gx, w, b, gain, shift, drop, m, h0, c0):
     ms = m.unbind(1) if m is not None else None
     for t in range(T):
         g, x, h = gs[t], xs[t], hp[t] if drop is None else torch.mul(hp[t], drop, out=hr[t])
-        y = torch.mm(h, wt, out=rs[t]) if b is None else torch.addmm(b, h, wt, out=rs[t])
+        y = _proj(h, wt, b, rs[t])
         if ln:
             y = _ln(y, gain, shift, 3)
         _apply_(torch.add(x[:, : 2 * H], y[:, : 2 * H], out=g[:, : 2 * H]), s.rec_act)
@@ -230,12 +242,12 @@ def _gru_rb_forward(s: _Spec, gx, w, b, gain, shift, drop, m, h0, c0):
     ms = m.unbind(1) if m is not None else None
     for t in range(T):
         g, x, h = gs[t], xs[t], hp[t] if drop is None else torch.mul(hp[t], drop, out=hr[t])
-        y = torch.mm(h, w_rz, out=R[t]) if b is None else torch.addmm(b_rz, h, w_rz, out=R[t])
+        y = _proj(h, w_rz, b_rz, R[t])
         if ln:
             y = _ln(y, g_rz, s_rz, 2)
         _apply_(torch.add(x[:, : 2 * H], y, out=g[:, : 2 * H]), s.rec_act)
         rh = torch.mul(g[:, :H], h, out=RH[:, t])
-        y = torch.mm(rh, w_n, out=N[t]) if b is None else torch.addmm(b_n, rh, w_n, out=N[t])
+        y = _proj(rh, w_n, b_n, N[t])
         if ln:
             y = _ln(y, g_n, s_n, 1)
         n = _apply_(torch.add(x[:, 2 * H:], y, out=g[:, 2 * H:]), s.act)
@@ -248,19 +260,13 @@ def _gru_rb_forward(s: _Spec, gx, w, b, gain, shift, drop, m, h0, c0):
 def _rnn_forward(s: _Spec, gx, w, b, gain, shift, drop, m, h0, c0):
     T, H, ln = gx.shape[1], s.hidden, gain is not None
     A = gx + b if b is not None and not ln else torch.empty_like(gx)
-    Z = gx.new_empty(T, gx.shape[0], H) if ln else None  # time-major: group norm wants contiguous steps
+    Z = gx.new_empty(T, gx.shape[0], H) if ln else None  # time-major for the layer-norm statistics
     Hp, hT, Hr, h_next = _states(gx, h0, H, drop)
     wt, hp, hr, a_s, xs = w.t(), Hp.unbind(1), Hr.unbind(1), A.unbind(1), gx.unbind(1)
     ms = m.unbind(1) if m is not None else None
     for t in range(T):
         a, h = a_s[t], hp[t] if drop is None else torch.mul(hp[t], drop, out=hr[t])
-        if ln:
-            z = torch.mm(h, wt, out=Z[t]) if b is None else torch.addmm(b, h, wt, out=Z[t])
-            torch.add(xs[t], _ln(z, gain, shift, 1), out=a)
-        elif b is None:
-            torch.addmm(xs[t], h, wt, out=a)
-        else:
-            a.addmm_(h, wt)
+        _preact(a, xs[t], h, wt, b, Z[t] if ln else None, (gain, shift, 1) if ln else None)
         hn = _apply_out(a, h_next[t], s.act)
         if ms is not None:
             torch.where(ms[t], hn, hp[t], out=hn)
