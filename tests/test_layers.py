@@ -209,8 +209,14 @@ def test_layer_norm_parameters_named_and_normalising():
 
 def test_callable_activation():
     layer = rnnkit.RNN(2, 3, activation=lambda t: torch.tanh(t) * 0.5)
-    out, h = layer(torch.randn(1, 4, 2))
-    assert out.abs().max() <= 0.5
+    x = torch.randn(1, 4, 2)
+    out, h = layer(x)
+    expect, h_t = [], torch.zeros(1, 3)
+    for t in range(4):  # h_t = 0.5 tanh(W_xh x_t + b_xh + W_hh h_{t-1} + b_hh), written out
+        h_t = 0.5 * torch.tanh(x[:, t] @ layer.weight_ih_l0.T + layer.bias_ih_l0 + h_t @ layer.weight_hh_l0.T
+                               + layer.bias_hh_l0)
+        expect.append(h_t)
+    torch.testing.assert_close(out, torch.stack(expect, 1))
 
 
 # ----------------------------------------------------------------------------- Keras weights
