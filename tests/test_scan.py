@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import rnnkit
-from rnnkit.layers import recurrent
+from rnnkit.layers import native, recurrent
 from rnnkit.layers.scan import ScanFunction, cell_spec, scan
 
 CASES = [
@@ -49,10 +49,16 @@ def _run(layer, x, lengths, state, fast: bool, monkeypatch) -> list[torch.Tensor
                 *(p.grad for p in layer.parameters())]
 
 
-@pytest.mark.parametrize(("name", "kw"), CASES, ids=[f"{n}-{k}" for n, k in CASES])
+# the LSTM runs the native kernel where it can be built; "python" forces its Python scan (the fallback)
+RUNS = [(n, k, "default") for n, k in CASES] + [(n, k, "python") for n, k in CASES if n == "LSTM"]
+
+
+@pytest.mark.parametrize(("name", "kw", "engine"), RUNS, ids=[f"{n}-{k}-{e}" for n, k, e in RUNS])
 @pytest.mark.parametrize("lengths", [None, [5, 1, 3, 5]], ids=["full", "lengths"])
 @pytest.mark.parametrize("deep", [False, True], ids=["1layer", "2layer-bi"])
-def test_fast_path_equals_autograd_loop(name, kw, lengths, deep, monkeypatch):
+def test_fast_path_equals_autograd_loop(name, kw, engine, lengths, deep, monkeypatch):
+    if engine == "python":
+        monkeypatch.setattr(native, "supports", lambda *a: False)
     torch.manual_seed(0)
     extra = {"num_layers": 2, "bidirectional": True} if deep else {}
     layer = getattr(rnnkit, name)(D, H, dtype=torch.float64, **kw, **extra).train()

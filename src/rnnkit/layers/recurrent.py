@@ -265,16 +265,15 @@ class Recurrent(nn.Module):
                     "weight_ih", "weight_hh", "bias_ih", "bias_hh", "ln_ih_weight", "ln_ih_bias",
                     "ln_hh_weight", "ln_hh_bias")}
                 gx = F.linear(inp, p["weight_ih"], p["bias_ih"])  # (B, T, G*H): all steps in one matmul
-                if self.layer_norm:
-                    gx = gate_norm(gx, p["ln_ih_weight"], p["ln_ih_bias"], self.cell.num_gates)
-                    ln_hh = (p["ln_hh_weight"], p["ln_hh_bias"])
-                else:
-                    ln_hh = None
+                ln_ih = (p["ln_ih_weight"], p["ln_ih_bias"]) if self.layer_norm else None
+                ln_hh = (p["ln_hh_weight"], p["ln_hh_bias"]) if self.layer_norm else None
+                if ln_ih is not None and scan is not None:
+                    gx = gate_norm(gx, *ln_ih, self.cell.num_gates)
                 idx = k * self.num_directions + d
                 s0 = tuple(s[idx] for s in state0) if state0 is not None else \
                     (x.new_zeros(batch, self.hidden_size),) * self.cell.num_states
                 if scan is None:
-                    out, s_t = self._scan(gx, s0, p["weight_hh"], p["bias_hh"], ln_hh, active)
+                    out, s_t = self._scan(gx, s0, p["weight_hh"], p["bias_hh"], ln_hh, active, ln_ih)
                 else:
                     def to_time(z: torch.Tensor, d: int = d) -> torch.Tensor:
                         return z if d == 0 else self._reverse(z, rev_index)
@@ -303,18 +302,24 @@ class Recurrent(nn.Module):
         b_hh: torch.Tensor | None,
         ln_hh: tuple[torch.Tensor, torch.Tensor] | None,
         active: torch.Tensor | None,
+        ln_ih: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Step the cell over gx (B, T, G*H) from ``state``; return outputs (B, T, H) and the final state.
 
-        Runs :func:`rnnkit.layers.scan.scan` (no-grad forward, hand-written BPTT) when it knows the cell and
-        its activations, else :meth:`_scan_autograd`.
+        ``ln_ih`` (gain, shift), when given, is the input-side layer norm still to apply to gx. Runs
+        :func:`rnnkit.layers.scan.scan` (no-grad forward, hand-written BPTT; the native C++ kernel for an LSTM
+        on CPU) when it knows the cell and its activations, else :meth:`_scan_autograd`.
         """
         mask = None
         if self.recurrent_dropout > 0 and self.training:
             keep = 1.0 - self.recurrent_dropout
             mask = torch.bernoulli(state[0].new_full(state[0].shape, keep)) / keep  # one mask per sequence
-        result = scan(self.cell, gx, state, w_hh, b_hh, ln_hh, active, mask)
-        return result if result is not None else self._scan_autograd(gx, state, w_hh, b_hh, ln_hh, active, mask)
+        result = scan(self.cell, gx, state, w_hh, b_hh, ln_hh, active, mask, ln_ih)
+        if result is not None:
+            return result
+        if ln_ih is not None:
+            gx = gate_norm(gx, *ln_ih, self.cell.num_gates)
+        return self._scan_autograd(gx, state, w_hh, b_hh, ln_hh, active, mask)
 
     def _scan_autograd(
         self,

@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from rnnkit.layers import native
 from rnnkit.layers.activations import ACTIVATIONS
-from rnnkit.layers.cell import LN_EPS, Cell
+from rnnkit.layers.cell import LN_EPS, Cell, gate_norm
 
 Tensor = torch.Tensor
 # torch's hardsigmoid backward multiplies by 1/6 rounded to float32, also for float64; so do we, so that both
@@ -509,17 +510,27 @@ def scan(
     ln_hh: tuple[Tensor, Tensor] | None,
     active: Tensor | None,
     drop: Tensor | None,
+    ln_ih: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, tuple[Tensor, ...]] | None:
     """Run ``cell`` over gx (B, T, G*H) from ``state`` like ``Recurrent._scan``; None when unsupported.
 
     ``active`` (B, T) bool marks live steps (finished sequences keep their state and emit zeros); ``drop``
-    (B, H) is the recurrent-dropout mask applied to h_{t-1} where it enters W_hh. Returns outputs
-    (B, T, H) and the final state tuple.
+    (B, H) is the recurrent-dropout mask applied to h_{t-1} where it enters W_hh; ``ln_ih`` (gain, shift),
+    when given, is the per-gate layer norm still to be applied to gx (the native LSTM kernel fuses it into
+    its steps). Returns outputs (B, T, H) and the final state tuple.
     """
     spec = cell_spec(cell)
     if spec is None or gx.shape[1] == 0:
         return None
     gain, shift = ln_hh if ln_hh is not None else (None, None)
+    if spec.kind == "lstm" and native.supports(gx, spec.act, spec.rec_act):
+        codes = native.ACT_CODES[spec.act], native.ACT_CODES[spec.rec_act]
+        g_ih, s_ih = ln_ih if ln_ih is not None else (None, None)
+        out, hT, cT = native.NativeLSTMFunction.apply(*codes, gx, w_hh, b_hh, gain, shift, g_ih, s_ih, drop, active,
+                                                      *state)
+        return out, (hT, cT)
+    if ln_ih is not None:
+        gx = gate_norm(gx, *ln_ih, cell.num_gates)
     c0 = state[1] if spec.kind == "lstm" else None
     res = ScanFunction.apply(spec, gx, w_hh, b_hh, gain, shift, drop, active, state[0], c0)
     return res[0], tuple(res[1:])

@@ -1,0 +1,129 @@
+"""The native C++ LSTM kernel (rnnkit.layers.native) against the Python scan, in float64 and float32."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import rnnkit
+from rnnkit.layers import native
+from rnnkit.layers.cell import gate_norm
+from rnnkit.layers.scan import ScanFunction, _Spec
+
+needs_native = pytest.mark.skipif(not native.enabled(), reason="the native kernel could not be built here")
+B, T, H = 3, 6, 5
+ACTS = [("tanh", "sigmoid"), ("relu", "sigmoid"), ("identity", "hard_sigmoid"), ("sigmoid", "hard_sigmoid_keras2"),
+        ("hard_sigmoid", "tanh")]
+
+
+def _inputs(dtype, scale=1.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape, s=1.0):
+        return (s * torch.randn(*shape, generator=g, dtype=dtype)).requires_grad_()
+
+    return {
+        "gx": r(B, T, 4 * H, s=scale), "w": r(4 * H, H, s=0.5), "b": r(4 * H), "g_hh": r(4 * H, s=0.3),
+        "s_hh": r(4 * H), "g_ih": r(4 * H, s=0.3), "s_ih": r(4 * H), "h0": r(B, H), "c0": r(B, H),
+        "drop": torch.tensor([[2.0, 0.0, 2.0, 2.0, 0.0]] * B, dtype=dtype),
+        "active": torch.arange(T)[None, :] < torch.tensor([6, 1, 4])[:, None],
+    }
+
+
+def _native(act, rec, p, ln, drop, lengths):
+    codes = native.ACT_CODES[act], native.ACT_CODES[rec]
+    return native.NativeLSTMFunction.apply(
+        *codes, p["gx"], p["w"], p["b"], *((p["g_hh"], p["s_hh"], p["g_ih"], p["s_ih"]) if ln else (None,) * 4),
+        p["drop"] if drop else None, p["active"] if lengths else None, p["h0"], p["c0"])
+
+
+def _python(act, rec, p, ln, drop, lengths):
+    gx = gate_norm(p["gx"], p["g_ih"], p["s_ih"], 4) if ln else p["gx"]
+    return ScanFunction.apply(_Spec("lstm", H, act, rec), gx, p["w"], p["b"], p["g_hh"] if ln else None,
+                              p["s_hh"] if ln else None, p["drop"] if drop else None,
+                              p["active"] if lengths else None, p["h0"], p["c0"])
+
+
+def _outputs_and_grads(fn, p, *args):
+    out = fn(*args[:2], p, *args[2:])
+    g = torch.Generator().manual_seed(1)
+    loss = sum((y * torch.randn(y.shape, generator=g, dtype=torch.float64).to(y.dtype)).sum() for y in out)
+    params = [v for v in p.values() if v.requires_grad]
+    return [*(y.detach() for y in out), *torch.autograd.grad(loss, params, allow_unused=True)]
+
+
+@needs_native
+@pytest.mark.parametrize(("act", "rec"), ACTS)
+@pytest.mark.parametrize("ln", [False, True], ids=["plain", "layer_norm"])
+@pytest.mark.parametrize("extras", [(False, False), (True, True)], ids=["full", "dropout+lengths"])
+def test_native_equals_python_scan(act, rec, ln, extras):
+    p = _inputs(torch.float64)
+    fast, slow = (_outputs_and_grads(f, p, act, rec, ln, *extras) for f in (_native, _python))
+    for a, b in zip(fast, slow, strict=True):
+        if b is None:  # a layer-norm parameter that is unused without layer norm
+            assert a is None
+            continue
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+@needs_native
+def test_gradcheck():
+    p = _inputs(torch.float64, seed=3)
+    keys = ["gx", "w", "b", "g_hh", "s_hh", "g_ih", "s_ih", "h0", "c0"]
+
+    def f(*xs):
+        q = {**p, **dict(zip(keys, xs, strict=True))}
+        return _native("tanh", "sigmoid", q, True, True, True)
+
+    assert torch.autograd.gradcheck(f, tuple(p[k] for k in keys))
+
+
+@needs_native
+@pytest.mark.parametrize("scale", [1.0, 60.0], ids=["normal", "saturated"])
+def test_float32_fast_math_is_accurate(scale):
+    """The kernel's own float32 exp/tanh: within float32 rounding of the float64 result, also far into
+    saturation (|pre-activation| up to a few hundred) where exp would overflow unclamped."""
+    p64 = _inputs(torch.float64, scale=scale)
+    p32 = {k: (v.detach().float().requires_grad_(v.requires_grad) if v.is_floating_point() else v)
+           for k, v in p64.items()}
+    for act, rec in [("tanh", "sigmoid"), ("relu", "sigmoid")]:
+        r64 = _outputs_and_grads(_native, p64, act, rec, False, False, False)
+        r32 = _outputs_and_grads(_native, p32, act, rec, False, False, False)
+        for a, b in zip(r32, r64, strict=True):
+            if b is None:
+                continue
+            assert torch.isfinite(a).all()
+            torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-4 * max(1.0, b.abs().max().item()))
+
+
+def test_turned_off_or_unbuildable_falls_back(monkeypatch):
+    """RNNKIT_NATIVE=0, or a failed build (one warning), leaves the Python scan: the same numbers."""
+    torch.manual_seed(0)
+    layer = rnnkit.LSTM(3, H, layer_norm=True, activation="relu", dtype=torch.float64)
+    x = torch.randn(B, T, 3, dtype=torch.float64)
+    ref = layer(x)[0]
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setenv("RNNKIT_NATIVE", "0")
+    assert not native.enabled()
+    torch.testing.assert_close(layer(x)[0], ref, rtol=0, atol=1e-12)
+
+    def broken():
+        raise RuntimeError("Error building extension 'x':\nlstm.cpp:1: error: no compiler")
+
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setenv("RNNKIT_NATIVE", "1")
+    monkeypatch.setattr(native, "_build", broken)
+    with pytest.warns(RuntimeWarning, match="no compiler"):
+        assert not native.enabled()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # only once
+        torch.testing.assert_close(layer(x)[0], ref, rtol=0, atol=1e-12)
+
+
+@needs_native
+def test_layer_uses_the_native_kernel():
+    layer = rnnkit.LSTM(3, H, recurrent_dropout=0.3)
+    out, _ = layer(torch.randn(B, T, 3))
+    assert type(out.grad_fn).__name__ == "NativeLSTMFunctionBackward"
