@@ -7,12 +7,13 @@
 // does everything elementwise — bias, per-gate layer norm, activations, cell update, masks — so a step
 // costs two calls instead of the ~30 torch ops of the Python loop.
 //
-// Layouts (all contiguous, batch-major like the layer's tensors; B batch, T steps, H hidden, G = 4H):
-//   gx (B, T, G) input projections W_ih x_t + b_ih     w (G, H) W_hh     b, gain, shift (G,) or empty
-//   drop (B, H) recurrent-dropout mask or empty        active (B, T) uint8 live-step mask or empty
+// Layouts (contiguous, batch-major like the layer's tensors unless said; B batch, T steps, H hidden, G = 4H):
+//   gx (B, T, G) input projections W_ih x_t + b_ih     w (G, H) W_hh     b, gains, shifts (G,) or absent
+//   drop (B, H) recurrent-dropout mask or absent       active (B, T) uint8 live-step mask or absent
 //   A (B, T, G) gate activations i, f, g, o            Hp, Cp (B, T, H) the state entering each step
-//   TC (B, T, H) act(c_t)                              Z (B, T, G) W_hh h + b_hh, kept with layer norm
-//   S (B, T, 4, 2) layer-norm mean and 1/std of each gate block of each step
+//   TC (B, T, H) act(c_t)                              Hr (B, T, H) h_{t-1} ⊙ drop (Hp without dropout)
+//   Z (T, B, G) W_hh h + b_hh, time-major, kept with layer norm
+//   S (B, T, 2, 8) layer-norm (mean, 1/std) of each gate block: [0] of Z, [1] of gx
 // Activation codes follow scan.py's names: 0 tanh, 1 sigmoid, 2 relu, 3 identity, 4 hard_sigmoid
 // (torch's relu6(x + 3) / 6), 5 hard_sigmoid_keras2 (clip(0.2 x + 0.5, 0, 1)).
 #pragma once
@@ -23,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <type_traits>
 #include <vector>
 
@@ -185,6 +187,49 @@ inline void ln_backward4(const T* da, const T* v, const T* st, const T* gain, T*
   }
 }
 
+// ------------------------------------------------------------------------------------------- buffers
+// A small cache of the kernel's large buffers. A fresh multi-megabyte tensor comes from mmap, and the
+// kernel's first write to each of its pages is a page fault: on the benchmark machine that took ~40% of a
+// forward pass. Buffers that nobody else holds any more (the autograd graph that saved them is gone) are
+// handed out again for the same number of elements; free buffers of other sizes are released when a new one
+// is needed, so the cache holds at most the peak of one training step. rnnkit.layers.native.empty_cache()
+// releases everything.
+struct BufferCache {
+  std::mutex mutex;
+  std::vector<Tensor> items;
+};
+
+inline BufferCache& buffer_cache() {
+  static BufferCache cache;
+  return cache;
+}
+
+inline bool is_free(const Tensor& t) { return t.use_count() == 1 && t.storage().use_count() == 1; }
+
+constexpr int64_t kCacheMin = 1 << 16;  // elements below which buffers are not cached (cheap to allocate)
+
+inline Tensor buffer(at::IntArrayRef shape, const at::TensorOptions& opts) {
+  const int64_t n = c10::multiply_integers(shape);
+  if (n < kCacheMin) return at::empty(shape, opts);
+  BufferCache& cache = buffer_cache();
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  for (const Tensor& t : cache.items)
+    if (t.numel() == n && t.dtype() == opts.dtype() && is_free(t)) return t.view(shape);
+  cache.items.erase(std::remove_if(cache.items.begin(), cache.items.end(), is_free), cache.items.end());
+  Tensor t = at::empty({n}, opts);
+  cache.items.push_back(t);
+  return t.view(shape);
+}
+
+inline int64_t empty_cache() {
+  BufferCache& cache = buffer_cache();
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  int64_t bytes = 0;
+  for (const Tensor& t : cache.items) bytes += t.nbytes();
+  cache.items.clear();
+  return bytes;
+}
+
 // The optional inputs of a scan, as raw pointers (nullptr when absent).
 template <typename T>
 struct Opt {
@@ -200,12 +245,14 @@ std::vector<Tensor> forward_impl(const Tensor& gx, const Tensor& w, const Opt<T>
   const int64_t B = gx.size(0), T_ = gx.size(1), G = gx.size(2), H = G / 4;
   const bool ln_hh = op.gain_hh != nullptr, ln_ih = op.gain_ih != nullptr;
   auto opts = gx.options();
-  Tensor A = at::empty({B, T_, G}, opts), Hp = at::empty({B, T_, H}, opts), Cp = at::empty({B, T_, H}, opts);
-  Tensor TC = at::empty({B, T_, H}, opts), out = at::empty({B, T_, H}, opts);
+  Tensor A = buffer({B, T_, G}, opts), Hp = buffer({B, T_, H}, opts), Cp = buffer({B, T_, H}, opts);
+  Tensor TC = buffer({B, T_, H}, opts), out = buffer({B, T_, H}, opts);
   Tensor hT = at::empty({B, H}, opts), cT = at::empty({B, H}, opts);
-  Tensor Hr = op.drop ? at::empty({B, T_, H}, opts) : Hp;
-  Tensor Z = ln_hh ? at::empty({B, T_, G}, opts) : at::empty({B, G}, opts);
-  Tensor S = at::zeros({B, T_, 2, 8}, opts);  // layer-norm stats: [0] of W_hh h + b_hh, [1] of gx
+  Tensor Hr = op.drop ? buffer({B, T_, H}, opts) : Hp;
+  // Z: W_hh h + b_hh, kept time-major (T, B, G) with layer norm so that each step's GEMM writes one
+  // contiguous block (a strided output costs the GEMM a page fault and TLB miss per row); else one step's.
+  Tensor Z = ln_hh ? buffer({T_, B, G}, opts) : at::empty({B, G}, opts);
+  Tensor S = buffer({B, T_, 2, 8}, opts);  // layer-norm stats: [0] of W_hh h + b_hh, [1] of gx
   Hp.select(1, 0).copy_(h0);
   Cp.select(1, 0).copy_(c0);
   const Tensor wt = w.t();
@@ -224,17 +271,16 @@ std::vector<Tensor> forward_impl(const Tensor& gx, const Tensor& w, const Opt<T>
         for (int64_t j = 0; j < H; ++j) hr[j] = h[j] * m[j];
       }
     }
-    Tensor zt = ln_hh ? Z.select(1, t) : Z;
+    Tensor zt = ln_hh ? Z.select(0, t) : Z;
     at::mm_out(zt, Hr.select(1, t), wt);  // W_hh h_{t-1} for every row
-    const int64_t zrow = ln_hh ? T_ * G : G;
-    T* z0 = ln_hh ? pZ + t * G : pZ;
+    T* z0 = ln_hh ? pZ + t * B * G : pZ;
     at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
       for (int64_t bb = b0; bb < b1; ++bb) {
         const int64_t r = bb * T_ + t;
         const T *hp = pH + r * H, *cp = pC + r * H, *x = X + r * G;
         T* hn = t + 1 < T_ ? pH + (r + 1) * H : phT + bb * H;
         T* cn = t + 1 < T_ ? pC + (r + 1) * H : pcT + bb * H;
-        T *o = pO + r * H, *a = pA + r * G, *tc = pTC + r * H, *z = z0 + bb * zrow, *st = pS + r * 16;
+        T *o = pO + r * H, *a = pA + r * G, *tc = pTC + r * H, *z = z0 + bb * G, *st = pS + r * 16;
         if (op.live && !op.live[r]) {  // finished sequence: the state carries over, the output is 0
           std::memcpy(hn, hp, H * sizeof(T));
           std::memcpy(cn, cp, H * sizeof(T));
@@ -290,8 +336,8 @@ std::vector<Tensor> backward_impl(const Tensor& D, const Tensor& dhT, const Tens
   const int64_t B = A.size(0), T_ = A.size(1), G = A.size(2), H = G / 4;
   const bool ln_hh = op.gain_hh != nullptr, ln_ih = op.gain_ih != nullptr, ln = ln_hh || ln_ih;
   auto opts = A.options();
-  Tensor dA = ln_hh && ln_ih ? Tensor() : at::empty({B, T_, G}, opts);  // wrt the pre-activations
-  Tensor dX = ln_ih ? at::empty({B, T_, G}, opts) : dA, dZ = ln_hh ? at::empty({B, T_, G}, opts) : dA;
+  Tensor dA = ln_hh && ln_ih ? Tensor() : buffer({B, T_, G}, opts);  // wrt the pre-activations
+  Tensor dX = ln_ih ? buffer({B, T_, G}, opts) : dA, dZ = ln_hh ? buffer({B, T_, G}, opts) : dA;
   Tensor dh = dhT.clone(), dc = dcT.clone(), recb = at::empty({B, H}, opts);
   const int64_t nth = at::get_num_threads();
   Tensor part = at::zeros({nth, 3, ln ? G : 0}, opts);  // per thread: d gain_hh, d gain_ih, d shift
@@ -329,7 +375,7 @@ std::vector<Tensor> backward_impl(const Tensor& D, const Tensor& dhT, const Tens
           da[2 * H + j] = (gc * i) * dact_v<ACT>(g);
           dcb[j] = gc * f;
         }
-        if (ln_hh) ln_backward4(da, pZ + r * G, st, op.gain_hh, dz, acc, H);
+        if (ln_hh) ln_backward4(da, pZ + (t * B + bb) * G, st, op.gain_hh, dz, acc, H);
         if (ln_ih) ln_backward4(da, X + r * G, st + 8, op.gain_ih, dx, acc + G, H);
         if (ln) {
           T* as = acc + 2 * G;

@@ -76,6 +76,7 @@ TORCH_LIBRARY(rnnkit_native, m) {
       "lstm_backward(Tensor D, Tensor dhT, Tensor dcT, Tensor w, Tensor? gain_hh, Tensor? gain_ih, Tensor? drop, "
       "Tensor? active, Tensor gx, Tensor A, Tensor Cp, Tensor TC, Tensor Z, Tensor S, int act, int rec, "
       "bool need_h0) -> Tensor[]");
+  m.def("empty_cache() -> int", &rnnkit_native::empty_cache);
   m.impl("lstm_forward", c10::DispatchKey::CPU, TORCH_FN(rnnkit_native::lstm_forward));
   m.impl("lstm_backward", c10::DispatchKey::CPU, TORCH_FN(rnnkit_native::lstm_backward));
 }
