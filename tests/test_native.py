@@ -127,3 +127,29 @@ def test_layer_uses_the_native_kernel():
     layer = rnnkit.LSTM(3, H, recurrent_dropout=0.3)
     out, _ = layer(torch.randn(B, T, 3))
     assert type(out.grad_fn).__name__ == "NativeLSTMFunctionBackward"
+
+
+@needs_native
+def test_buffer_reuse_never_overwrites_live_tensors():
+    """Large buffers are reused between calls only once nothing holds them: outputs kept from an earlier
+    call, and the tensors an unfinished backward still needs, stay intact."""
+    torch.manual_seed(0)
+    layer = rnnkit.LSTM(4, 32, layer_norm=True)
+    x1, x2 = torch.randn(64, 40, 4), torch.randn(64, 40, 4)  # 64*40*128 gate entries: above the cache floor
+    out1, _ = layer(x1)
+    kept = out1.detach().clone()
+    out2, _ = layer(x2)  # must not reuse out1's or its graph's buffers
+    torch.testing.assert_close(out1.detach(), kept, rtol=0, atol=0)
+    (out1.sum() + out2.sum()).backward()  # both graphs' saved buffers still valid
+    g = layer.weight_hh_l0.grad.clone()
+    layer.zero_grad()
+    for _ in range(2):  # now the buffers are free and get reused: the same numbers again
+        layer.zero_grad()
+        a, _ = layer(x1)
+        b, _ = layer(x2)
+        (a.sum() + b.sum()).backward()
+        torch.testing.assert_close(a.detach(), kept, rtol=0, atol=0)
+        torch.testing.assert_close(layer.weight_hh_l0.grad, g, rtol=0, atol=0)
+    del a, b, out1, out2
+    assert native.empty_cache() > 0
+    assert native.empty_cache() == 0
