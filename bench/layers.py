@@ -213,7 +213,8 @@ class Stepper:
 
     def kernel(self) -> str:
         """Which backend the recurrent layer's backward runs on, read off a fresh autograd graph:
-        ``cuDNN``, ``oneDNN`` or ``native`` (torch's own ATen ops, e.g. rnnkit's loop)."""
+        ``cuDNN``, ``oneDNN``, ``rnnkit C++`` (rnnkit's native CPU kernel), ``rnnkit scan`` (rnnkit's Python
+        scan over ATen ops) or ``ATen`` (torch's own ATen ops, e.g. nn.GRU on CPU)."""
         loss = self.loss(self.net(self.x), self.y)
         names: set[str] = set()
         seen: dict[int, Any] = {}  # holds every node visited: a freed Python wrapper's id could be reused
@@ -230,7 +231,11 @@ class Stepper:
             return "cuDNN"
         if any("Mkldnn" in n for n in names):
             return "oneDNN"
-        return "native"
+        if any(n.startswith("NativeLSTMFunction") for n in names):
+            return "rnnkit C++"
+        if any(n.startswith("ScanFunction") for n in names):
+            return "rnnkit scan"
+        return "ATen"
 
 
 def relative_iqr(times: Sequence[float]) -> float:

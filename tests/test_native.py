@@ -1,4 +1,4 @@
-"""The native C++ LSTM kernel (rnnkit.layers.native) against the Python scan, in float64 and float32."""
+"""The native C++ scan (rnnkit.layers.native) against the Python scan, in float64 and float32."""
 
 from __future__ import annotations
 
@@ -14,53 +14,56 @@ from rnnkit.layers.scan import ScanFunction, _Spec
 
 needs_native = pytest.mark.skipif(not native.enabled(), reason="the native kernel could not be built here")
 B, T, H = 3, 6, 5
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 ACTS = [("tanh", "sigmoid"), ("relu", "sigmoid"), ("identity", "hard_sigmoid"), ("sigmoid", "hard_sigmoid_keras2"),
         ("hard_sigmoid", "tanh")]
 
 
-def _inputs(dtype, scale=1.0, seed=0):
-    g = torch.Generator().manual_seed(seed)
+def _inputs(kind, dtype, scale=1.0, seed=0):
+    g, G = torch.Generator().manual_seed(seed), GATES[kind] * H
 
     def r(*shape, s=1.0):
-        return (s * torch.randn(*shape, generator=g, dtype=dtype)).requires_grad_()
+        return (s * torch.randn(*shape, generator=g, dtype=torch.float64)).to(dtype).requires_grad_()
 
     return {
-        "gx": r(B, T, 4 * H, s=scale), "w": r(4 * H, H, s=0.5), "b": r(4 * H), "g_hh": r(4 * H, s=0.3),
-        "s_hh": r(4 * H), "g_ih": r(4 * H, s=0.3), "s_ih": r(4 * H), "h0": r(B, H), "c0": r(B, H),
+        "gx": r(B, T, G, s=scale), "w": r(G, H, s=0.5), "b": r(G), "g_hh": r(G, s=0.3), "s_hh": r(G),
+        "g_ih": r(G, s=0.3), "s_ih": r(G), "h0": r(B, H), "c0": r(B, H) if kind == "lstm" else None,
         "drop": torch.tensor([[2.0, 0.0, 2.0, 2.0, 0.0]] * B, dtype=dtype),
         "active": torch.arange(T)[None, :] < torch.tensor([6, 1, 4])[:, None],
     }
 
 
-def _native(act, rec, p, ln, drop, lengths):
-    codes = native.ACT_CODES[act], native.ACT_CODES[rec]
-    return native.NativeLSTMFunction.apply(
+def _native(kind, act, rec, p, ln, drop, lengths):
+    codes = native.KINDS[kind], native.ACT_CODES[act], native.ACT_CODES[rec]
+    return native.NativeScanFunction.apply(
         *codes, p["gx"], p["w"], p["b"], *((p["g_hh"], p["s_hh"], p["g_ih"], p["s_ih"]) if ln else (None,) * 4),
         p["drop"] if drop else None, p["active"] if lengths else None, p["h0"], p["c0"])
 
 
-def _python(act, rec, p, ln, drop, lengths):
-    gx = gate_norm(p["gx"], p["g_ih"], p["s_ih"], 4) if ln else p["gx"]
-    return ScanFunction.apply(_Spec("lstm", H, act, rec), gx, p["w"], p["b"], p["g_hh"] if ln else None,
-                              p["s_hh"] if ln else None, p["drop"] if drop else None,
+def _python(kind, act, rec, p, ln, drop, lengths):
+    gx = gate_norm(p["gx"], p["g_ih"], p["s_ih"], GATES[kind]) if ln else p["gx"]
+    return ScanFunction.apply(_Spec(kind, H, act, "identity" if kind == "rnn" else rec), gx, p["w"], p["b"],
+                              p["g_hh"] if ln else None, p["s_hh"] if ln else None, p["drop"] if drop else None,
                               p["active"] if lengths else None, p["h0"], p["c0"])
 
 
 def _outputs_and_grads(fn, p, *args):
-    out = fn(*args[:2], p, *args[2:])
+    out = fn(*args[:3], p, *args[3:])
     g = torch.Generator().manual_seed(1)
     loss = sum((y * torch.randn(y.shape, generator=g, dtype=torch.float64).to(y.dtype)).sum() for y in out)
-    params = [v for v in p.values() if v.requires_grad]
+    params = [v for v in p.values() if v is not None and v.requires_grad]
     return [*(y.detach() for y in out), *torch.autograd.grad(loss, params, allow_unused=True)]
 
 
 @needs_native
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize(("act", "rec"), ACTS)
 @pytest.mark.parametrize("ln", [False, True], ids=["plain", "layer_norm"])
 @pytest.mark.parametrize("extras", [(False, False), (True, True)], ids=["full", "dropout+lengths"])
-def test_native_equals_python_scan(act, rec, ln, extras):
-    p = _inputs(torch.float64)
-    fast, slow = (_outputs_and_grads(f, p, act, rec, ln, *extras) for f in (_native, _python))
+def test_native_equals_python_scan(kind, act, rec, ln, extras):
+    p = _inputs(kind, torch.float64)
+    fast, slow = (_outputs_and_grads(f, p, kind, act, rec, ln, *extras) for f in (_native, _python))
+    assert len(fast) == len(slow)
     for a, b in zip(fast, slow, strict=True):
         if b is None:  # a layer-norm parameter that is unused without layer norm
             assert a is None
@@ -69,28 +72,29 @@ def test_native_equals_python_scan(act, rec, ln, extras):
 
 
 @needs_native
-def test_gradcheck():
-    p = _inputs(torch.float64, seed=3)
-    keys = ["gx", "w", "b", "g_hh", "s_hh", "g_ih", "s_ih", "h0", "c0"]
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_gradcheck(kind):
+    p = _inputs(kind, torch.float64, seed=3)
+    keys = [k for k in ("gx", "w", "b", "g_hh", "s_hh", "g_ih", "s_ih", "h0", "c0") if p[k] is not None]
 
     def f(*xs):
-        q = {**p, **dict(zip(keys, xs, strict=True))}
-        return _native("tanh", "sigmoid", q, True, True, True)
+        return _native(kind, "tanh", "sigmoid", {**p, **dict(zip(keys, xs, strict=True))}, True, True, True)
 
     assert torch.autograd.gradcheck(f, tuple(p[k] for k in keys))
 
 
 @needs_native
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("scale", [1.0, 60.0], ids=["normal", "saturated"])
-def test_float32_fast_math_is_accurate(scale):
+def test_float32_fast_math_is_accurate(kind, scale):
     """The kernel's own float32 exp/tanh: within float32 rounding of the float64 result, also far into
     saturation (|pre-activation| up to a few hundred) where exp would overflow unclamped."""
-    p64 = _inputs(torch.float64, scale=scale)
-    p32 = {k: (v.detach().float().requires_grad_(v.requires_grad) if v.is_floating_point() else v)
+    p64 = _inputs(kind, torch.float64, scale=scale)
+    p32 = {k: (v.detach().float().requires_grad_(v.requires_grad) if v is not None and v.is_floating_point() else v)
            for k, v in p64.items()}
     for act, rec in [("tanh", "sigmoid"), ("relu", "sigmoid")]:
-        r64 = _outputs_and_grads(_native, p64, act, rec, False, False, False)
-        r32 = _outputs_and_grads(_native, p32, act, rec, False, False, False)
+        r64 = _outputs_and_grads(_native, p64, kind, act, rec, False, False, False)
+        r32 = _outputs_and_grads(_native, p32, kind, act, rec, False, False, False)
         for a, b in zip(r32, r64, strict=True):
             if b is None:
                 continue
@@ -110,7 +114,7 @@ def test_turned_off_or_unbuildable_falls_back(monkeypatch):
     torch.testing.assert_close(layer(x)[0], ref, rtol=0, atol=1e-12)
 
     def broken():
-        raise RuntimeError("Error building extension 'x':\nlstm.cpp:1: error: no compiler")
+        raise RuntimeError("Error building extension 'x':\nscan.h:1: error: no compiler")
 
     monkeypatch.setattr(native, "_state", {})
     monkeypatch.setenv("RNNKIT_NATIVE", "1")
@@ -123,10 +127,15 @@ def test_turned_off_or_unbuildable_falls_back(monkeypatch):
 
 
 @needs_native
-def test_layer_uses_the_native_kernel():
-    layer = rnnkit.LSTM(3, H, recurrent_dropout=0.3)
-    out, _ = layer(torch.randn(B, T, 3))
-    assert type(out.grad_fn).__name__ == "NativeLSTMFunctionBackward"
+@pytest.mark.parametrize(("cls", "kw", "fn"), [
+    (rnnkit.LSTM, {"recurrent_dropout": 0.3}, "NativeScanFunctionBackward"),
+    (rnnkit.GRU, {"layer_norm": True}, "NativeScanFunctionBackward"),
+    (rnnkit.RNN, {"activation": "sigmoid"}, "NativeScanFunctionBackward"),
+    (rnnkit.GRU, {"reset_after": False}, "ScanFunctionBackward"),
+])
+def test_layers_use_the_native_kernel(cls, kw, fn):
+    out, _ = cls(3, H, **kw)(torch.randn(B, T, 3))
+    assert type(out.grad_fn).__name__ == fn
 
 
 @needs_native
@@ -142,7 +151,6 @@ def test_buffer_reuse_never_overwrites_live_tensors():
     torch.testing.assert_close(out1.detach(), kept, rtol=0, atol=0)
     (out1.sum() + out2.sum()).backward()  # both graphs' saved buffers still valid
     g = layer.weight_hh_l0.grad.clone()
-    layer.zero_grad()
     for _ in range(2):  # now the buffers are free and get reused: the same numbers again
         layer.zero_grad()
         a, _ = layer(x1)

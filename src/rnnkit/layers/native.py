@@ -1,11 +1,12 @@
-"""rnnkit's native CPU kernel: the LSTM time loop in C++ (``csrc/``), built on first use.
+"""rnnkit's native CPU kernel: the time loop of the LSTM, GRU and RNN in C++ (``csrc/``), built on first use.
 
-The kernel computes what :mod:`rnnkit.layers.scan` computes for an LSTM (any activations the scan knows,
-layer norm, recurrent dropout, lengths), but a step is one GEMM plus one C++ pass over the batch rows
-instead of ~30 torch ops, which is what the Python loop spends its time on at small sizes.
+The kernel computes what :mod:`rnnkit.layers.scan` computes (any activations the scan knows, layer norm,
+recurrent dropout, lengths) for the LSTM, the GRU with ``reset_after=True`` and the Elman RNN, but a step is
+one GEMM plus one C++ pass over the batch rows instead of ~30 torch ops, which is what the Python loop spends
+its time on at small sizes. The GRU with ``reset_after=False`` (two GEMMs per step) stays in the Python scan.
 
-It is compiled with ``torch.utils.cpp_extension`` (gcc and ninja) the first time a non-fused LSTM runs on the
-CPU (about 30 s on two cores, once; the library is cached under ``~/.cache/rnnkit/native`` or
+It is compiled with ``torch.utils.cpp_extension`` (gcc and ninja) the first time a layer runs its own loop on
+the CPU (about 30 s on two cores, once; the library is cached under ``~/.cache/rnnkit/native`` or
 ``$RNNKIT_NATIVE_CACHE``, keyed by a hash of the sources, flags and torch version). Where no
 C++ compiler is present or the build fails, rnnkit warns once and the Python scan runs instead — same
 results, slower. ``RNNKIT_NATIVE=0`` turns the kernel off.
@@ -24,7 +25,8 @@ from torch.autograd.function import once_differentiable
 
 Tensor = torch.Tensor
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = ("lstm_ops.cpp", "lstm_float.cpp", "lstm_double.cpp")  # and lstm.h, the kernels they share
+SOURCES = ("scan_ops.cpp", "scan_float.cpp", "scan_double.cpp")  # and scan.h, the kernels they share
+KINDS = {"lstm": 0, "gru": 1, "rnn": 2}  # gru: reset_after=True (reset_after=False stays in the Python scan)
 ACT_CODES = {"tanh": 0, "sigmoid": 1, "relu": 2, "identity": 3, "hard_sigmoid": 4, "hard_sigmoid_keras2": 5}
 _state: dict[str, bool] = {}
 
@@ -51,7 +53,7 @@ def _build() -> None:
     name = f"rnnkit_native_{digest.hexdigest()[:12]}"
     build = Path(os.environ.get("RNNKIT_NATIVE_CACHE", Path.home() / ".cache" / "rnnkit" / "native")) / name
     if not (build / f"{name}.so").exists():
-        print(f"rnnkit: compiling the native LSTM kernel, once (about 30 s), into {build}", file=sys.stderr)
+        print(f"rnnkit: compiling the native recurrent kernel, once (about 30 s), into {build}", file=sys.stderr)
     build.mkdir(parents=True, exist_ok=True)
     cpp_extension.load(name=name, sources=[str(CSRC / s) for s in SOURCES], extra_cflags=flags,
                        extra_ldflags=["-fopenmp"], build_directory=str(build), is_python_module=False, verbose=False)
@@ -64,11 +66,11 @@ def enabled() -> bool:
         if os.environ.get("RNNKIT_NATIVE", "1") != "0":
             try:
                 _build()
-                _state["ok"] = hasattr(torch.ops.rnnkit_native, "lstm_forward")
+                _state["ok"] = hasattr(torch.ops.rnnkit_native, "scan_forward")
             except Exception as exc:  # no compiler, no ninja, a failed build: the Python scan runs instead
                 lines = str(exc).strip().splitlines() or [type(exc).__name__]
                 first = next((ln for ln in lines if "error:" in ln), lines[0])[:200]
-                warnings.warn(f"rnnkit: native LSTM kernel unavailable ({first}); using the Python scan, which "
+                warnings.warn(f"rnnkit: native recurrent kernel unavailable ({first}); using the Python scan, which "
                               "gives the same results more slowly (RNNKIT_NATIVE=0 skips the build)",
                               RuntimeWarning, stacklevel=2)
     return _state["ok"]
@@ -84,47 +86,53 @@ def empty_cache() -> int:
     return int(torch.ops.rnnkit_native.empty_cache()) if _state.get("ok") else 0
 
 
-def supports(gx: Tensor, act: str, rec_act: str) -> bool:
-    """Whether the kernel can run this scan: CPU, float32/float64, known activations (builds on first call)."""
-    return (gx.device.type == "cpu" and gx.dtype in (torch.float32, torch.float64) and act in ACT_CODES
-            and rec_act in ACT_CODES and enabled())
+def supports(kind: str, gx: Tensor, act: str, rec_act: str) -> bool:
+    """Whether the kernel can run this scan: a cell it has, CPU, float32/float64, activations it knows (builds
+    the kernel on the first call)."""
+    return (kind in KINDS and gx.device.type == "cpu" and gx.dtype in (torch.float32, torch.float64)
+            and act in ACT_CODES and rec_act in ACT_CODES and enabled())
 
 
-class NativeLSTMFunction(torch.autograd.Function):
-    """One layer and direction of an LSTM as one autograd node, stepped by the C++ kernel.
+class NativeScanFunction(torch.autograd.Function):
+    """One layer and direction of an LSTM, GRU (reset_after=True) or RNN as one autograd node, stepped by the
+    C++ kernel.
 
-    ``apply(act, rec_act, gx, w_hh, b_hh, ln_hh_gain, ln_hh_shift, ln_ih_gain, ln_ih_shift, drop, active, h0, c0)``
-    with the activation codes of :data:`ACT_CODES`, gx (B, T, 4H) = ``W_ih x + b_ih`` *before* the input-side
-    layer norm (the kernel applies it when ``ln_ih_gain`` is given), w_hh (4H, H), the biases, gains and shifts
-    (4H,) or None, drop (B, H) the recurrent-dropout mask or None, active (B, T) bool or None, h0 and c0 (B, H).
-    Returns outputs (B, T, H), h_T and c_T (B, H).
+    ``apply(kind, act, rec_act, gx, w_hh, b_hh, ln_hh_gain, ln_hh_shift, ln_ih_gain, ln_ih_shift, drop, active,
+    h0, c0)`` with the codes of :data:`KINDS` and :data:`ACT_CODES`, gx (B, T, G*H) = ``W_ih x + b_ih``
+    *before* the input-side layer norm (the kernel applies it when ``ln_ih_gain`` is given), w_hh (G*H, H),
+    the biases, gains and shifts (G*H,) or None, drop (B, H) the recurrent-dropout mask or None, active (B, T)
+    bool or None, h0 (B, H) and, for the LSTM, c0 (B, H) (else None). Returns outputs (B, T, H), h_T and, for
+    the LSTM, c_T.
     """
 
     @staticmethod
-    def forward(ctx, act, rec, gx, w, b, g_hh, s_hh, g_ih, s_ih, drop, active, h0, c0):  # noqa: D102
+    def forward(ctx, kind, act, rec, gx, w, b, g_hh, s_hh, g_ih, s_ih, drop, active, h0, c0):  # noqa: D102
         live = None if active is None else active.to(torch.uint8).contiguous()
         gx = gx.contiguous()
-        out, hT, cT, A, Cp, TC, Hr, Z, S = torch.ops.rnnkit_native.lstm_forward(
-            gx, w.contiguous(), b, g_hh, s_hh, g_ih, s_ih, drop, live, h0.contiguous(), c0.contiguous(), act, rec)
-        ctx.codes = act, rec
+        c0 = h0.new_empty(0) if c0 is None else c0.contiguous()
+        out, hT, cT, A, Hp, Cp, X2, Hr, Z, S = torch.ops.rnnkit_native.scan_forward(
+            kind, gx, w.contiguous(), b, g_hh, s_hh, g_ih, s_ih, drop, live, h0.contiguous(), c0, act, rec)
+        ctx.codes = kind, act, rec
         ctx.flags = b is not None, g_hh is not None, g_ih is not None
-        ctx.save_for_backward(w, g_hh, g_ih, drop, live, gx, A, Cp, TC, Hr, Z, S)
-        return out, hT, cT
+        ctx.save_for_backward(w, g_hh, g_ih, drop, live, gx, A, Hp, Cp, X2, Hr, Z, S)
+        return (out, hT, cT) if kind == KINDS["lstm"] else (out, hT)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dout, dhT, dcT):  # noqa: D102
-        w, g_hh, g_ih, drop, live, gx, A, Cp, TC, Hr, Z, S = ctx.saved_tensors
+    def backward(ctx, dout, dhT, dcT=None):  # noqa: D102
+        w, g_hh, g_ih, drop, live, gx, A, Hp, Cp, X2, Hr, Z, S = ctx.saved_tensors
+        kind, act, rec = ctx.codes
         need = ctx.needs_input_grad
-        dX, dZ, dh0, dc0, sums = torch.ops.rnnkit_native.lstm_backward(
-            dout.contiguous(), dhT.contiguous(), dcT.contiguous(), w.contiguous(), g_hh, g_ih, drop, live, gx, A,
-            Cp, TC, Z, S, *ctx.codes, need[11] or need[12])
+        dcT = dhT.new_empty(0) if dcT is None else dcT.contiguous()
+        dX, dZ, dh0, dc0, sums = torch.ops.rnnkit_native.scan_backward(
+            kind, dout.contiguous(), dhT.contiguous(), dcT, w.contiguous(), g_hh, g_ih, drop, live, gx, A, Hp, Cp,
+            X2, Z, S, act, rec, need[12] or need[13])
         has_b, ln_hh, ln_ih = ctx.flags
         B, T, G = dZ.shape
         dz2 = dZ.view(B * T, G)
         dw = dz2.t().mm(Hr.view(B * T, -1))  # all steps' W_hh gradient in one matmul
         db = dz2.sum(0) if has_b else None
-        g_hh_grad, s_hh_grad = (sums[0], sums[2]) if ln_hh else (None, None)
-        g_ih_grad, s_ih_grad = (sums[1], sums[2].clone()) if ln_ih else (None, None)
-        return (None, None, dX, dw, db, g_hh_grad, s_hh_grad, g_ih_grad, s_ih_grad, None, None,
-                dh0 if need[11] else None, dc0 if need[12] else None)
+        g_hh_grad, s_hh_grad = (sums[0], sums[1]) if ln_hh else (None, None)
+        g_ih_grad, s_ih_grad = (sums[2], sums[3]) if ln_ih else (None, None)
+        return (None, None, None, dX, dw, db, g_hh_grad, s_hh_grad, g_ih_grad, s_ih_grad, None, None,
+                dh0 if need[12] else None, dc0 if need[13] else None)

@@ -523,12 +523,12 @@ def scan(
     if spec is None or gx.shape[1] == 0:
         return None
     gain, shift = ln_hh if ln_hh is not None else (None, None)
-    if spec.kind == "lstm" and native.supports(gx, spec.act, spec.rec_act):
-        codes = native.ACT_CODES[spec.act], native.ACT_CODES[spec.rec_act]
+    if native.supports(spec.kind, gx, spec.act, spec.rec_act):
+        codes = native.KINDS[spec.kind], native.ACT_CODES[spec.act], native.ACT_CODES[spec.rec_act]
         g_ih, s_ih = ln_ih if ln_ih is not None else (None, None)
-        out, hT, cT = native.NativeLSTMFunction.apply(*codes, gx, w_hh, b_hh, gain, shift, g_ih, s_ih, drop, active,
-                                                      *state)
-        return out, (hT, cT)
+        res = native.NativeScanFunction.apply(*codes, gx, w_hh, b_hh, gain, shift, g_ih, s_ih, drop, active,
+                                              state[0], state[1] if spec.kind == "lstm" else None)
+        return res[0], tuple(res[1:])
     if ln_ih is not None:
         gx = gate_norm(gx, *ln_ih, cell.num_gates)
     c0 = state[1] if spec.kind == "lstm" else None
