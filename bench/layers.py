@@ -49,8 +49,8 @@ LSTM_OPTIONS: tuple[dict[str, Any], ...] = (
 )
 EXTRA_OPTIONS: dict[str, tuple[dict[str, Any], ...]] = {
     "LSTM": LSTM_OPTIONS,
-    "GRU": ({"reset_after": False},),
-    "RNN": ({"activation": "sigmoid"},),
+    "GRU": ({"reset_after": False}, {"layer_norm": True}, {"recurrent_dropout": 0.25}),
+    "RNN": ({"activation": "sigmoid"}, {"layer_norm": True}),
 }
 
 
@@ -231,7 +231,7 @@ class Stepper:
             return "cuDNN"
         if any("Mkldnn" in n for n in names):
             return "oneDNN"
-        if any(n.startswith("NativeLSTMFunction") for n in names):
+        if any(n.startswith("NativeScanFunction") for n in names):
             return "rnnkit C++"
         if any(n.startswith("ScanFunction") for n in names):
             return "rnnkit scan"
@@ -411,8 +411,8 @@ def markdown(rows: Sequence[Row], info: dict[str, str], gemm: float, gemm_n: int
 
 
 def selected_cases(args: argparse.Namespace) -> list[Case]:
-    """The cases ``--cases`` names, shrunk under ``--quick``."""
-    cases = [CASES[k] for k in args.cases]
+    """The cases ``--cases`` names, with ``--cells`` replacing their cells, shrunk under ``--quick``."""
+    cases = [CASES[k] if args.cells is None else dataclasses.replace(CASES[k], cells=args.cells) for k in args.cases]
     return [c.shrunk() for c in cases] if args.quick else cases
 
 
@@ -423,6 +423,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default: cpu)")
     p.add_argument("--cases", default="A,B,C,D", help="comma-separated subset of A,B,C,D (default: all)")
+    p.add_argument("--cells", default=None,
+                   help="comma-separated cells (LSTM,GRU,RNN) to run on every selected case instead of its own")
     p.add_argument("--repeats", type=int, default=None, help="timed steps per model and row (default: 10; quick: 3)")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps per model first (default: 3; quick: 1)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
@@ -439,6 +441,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if unknown or not keys:
         p.error(f"--cases: unknown case(s) {', '.join(unknown) or '(none given)'}; choose from {','.join(CASES)}")
     args.cases = list(dict.fromkeys(keys))
+    if args.cells is not None:
+        cells = [c.strip().upper() for c in args.cells.split(",") if c.strip()]
+        if not cells or any(c not in TORCH_CELLS for c in cells):
+            p.error(f"--cells: use a comma-separated subset of {','.join(TORCH_CELLS)}")
+        args.cells = tuple(dict.fromkeys(cells))
     args.repeats = args.repeats if args.repeats is not None else (3 if args.quick else 10)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
     if args.repeats < 1 or args.warmup < 0:

@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 import rnnkit
-from rnnkit.layers import Recurrent
+from rnnkit.layers import Recurrent, native
+from rnnkit.layers.gru import GRUCell
+from rnnkit.layers.rnn import RNNCell
 
 TORCH = {rnnkit.LSTM: nn.LSTM, rnnkit.GRU: nn.GRU, rnnkit.RNN: nn.RNN}
 
@@ -16,6 +18,12 @@ TORCH = {rnnkit.LSTM: nn.LSTM, rnnkit.GRU: nn.GRU, rnnkit.RNN: nn.RNN}
 def force_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make every layer run rnnkit's own loop instead of torch's fused kernel."""
     monkeypatch.setattr(Recurrent, "uses_fused_kernel", lambda self: False)
+
+
+def torch_fused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make GRU and RNN on the CPU use torch's fused kernel where they could, not rnnkit's native one."""
+    for cls in (GRUCell, RNNCell):
+        monkeypatch.setattr(cls, "native_on_cpu", False)
 
 
 def _states(s):
@@ -31,6 +39,8 @@ def _states(s):
 def test_equals_torch_nn(cls, kw, num_layers, bidirectional, engine, monkeypatch):
     if engine == "loop":
         force_loop(monkeypatch)
+    else:
+        torch_fused(monkeypatch)
     torch.manual_seed(0)
     ref = TORCH[cls](6, 5, num_layers, batch_first=True, bidirectional=bidirectional, **kw)
     layer = cls.from_torch(ref)
@@ -62,8 +72,13 @@ def test_equals_torch_nn(cls, kw, num_layers, bidirectional, engine, monkeypatch
         ref.zero_grad()
 
 
-def test_fused_dispatch_decisions():
+def test_fused_dispatch_decisions(monkeypatch):
     assert rnnkit.LSTM(3, 4).uses_fused_kernel()
+    # on the CPU, GRU and RNN run rnnkit's native kernel (faster than torch's there) where it is available
+    assert rnnkit.GRU(3, 4).uses_fused_kernel() is not native.enabled()
+    assert rnnkit.RNN(3, 4).uses_fused_kernel() is not native.enabled()
+    assert rnnkit.GRU(3, 4, dtype=torch.float16).uses_fused_kernel()  # a dtype the native kernel lacks
+    torch_fused(monkeypatch)
     assert rnnkit.GRU(3, 4).uses_fused_kernel()
     assert rnnkit.RNN(3, 4, activation="relu").uses_fused_kernel()
     assert not rnnkit.RNN(3, 4, activation="sigmoid").uses_fused_kernel()

@@ -9,6 +9,8 @@ import torch
 import rnnkit
 from rnnkit import reference as ref
 from rnnkit.layers import Recurrent
+from rnnkit.layers.gru import GRUCell
+from rnnkit.layers.rnn import RNNCell
 
 CASES = [
     ("rnn", {"activation": "tanh"}),
@@ -29,6 +31,9 @@ NAMES = {"W_xh": "weight_ih_l0", "W_hh": "weight_hh_l0", "b_xh": "bias_ih_l0", "
 def test_layer_matches_reference(cell, opts, engine, monkeypatch):
     if engine == "loop":
         monkeypatch.setattr(Recurrent, "uses_fused_kernel", lambda self: False)
+    else:  # torch's fused kernel, also for the GRU and RNN that run rnnkit's native one on the CPU by default
+        for cls in (GRUCell, RNNCell):
+            monkeypatch.setattr(cls, "native_on_cpu", False)
     rng = np.random.default_rng(11)
     B, T, D, H = 3, 6, 4, 5
     params = ref.init_params(cell, D, H, rng)

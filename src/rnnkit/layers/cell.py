@@ -47,12 +47,16 @@ class Cell:
         num_states: 1 for ``(h,)``, 2 for ``(h, c)``.
         keras_gate_order: for each torch block, the index of the matching Keras block.
         torch_class: the ``torch.nn`` module with the same weight layout, for ``from_torch``/``to_torch``.
+        native_on_cpu: on CPU, run rnnkit's native kernel (:mod:`rnnkit.layers.native`) even where torch's
+            fused kernel could: True for the GRU and RNN, whose torch CPU kernels step through ATen ops and are
+            1.4-3.5x slower than rnnkit's; False for the LSTM, whose oneDNN kernel is as fast.
     """
 
     num_gates: int = 1
     num_states: int = 1
     keras_gate_order: tuple[int, ...] = (0,)
     torch_class: type[torch.nn.Module] | None = None
+    native_on_cpu: bool = False
 
     def __init__(
         self,

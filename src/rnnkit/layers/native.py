@@ -86,11 +86,16 @@ def empty_cache() -> int:
     return int(torch.ops.rnnkit_native.empty_cache()) if _state.get("ok") else 0
 
 
+def supports_dtype(dtype: torch.dtype) -> bool:
+    """Whether the kernel is available (building it if needed) and runs this dtype."""
+    return dtype in (torch.float32, torch.float64) and enabled()
+
+
 def supports(kind: str, gx: Tensor, act: str, rec_act: str) -> bool:
     """Whether the kernel can run this scan: a cell it has, CPU, float32/float64, activations it knows (builds
     the kernel on the first call)."""
-    return (kind in KINDS and gx.device.type == "cpu" and gx.dtype in (torch.float32, torch.float64)
-            and act in ACT_CODES and rec_act in ACT_CODES and enabled())
+    return (kind in KINDS and gx.device.type == "cpu" and act in ACT_CODES and rec_act in ACT_CODES
+            and supports_dtype(gx.dtype))
 
 
 class NativeScanFunction(torch.autograd.Function):

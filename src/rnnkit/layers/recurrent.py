@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import _VF, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from rnnkit.layers import native
 from rnnkit.layers.cell import Cell, gate_norm
 from rnnkit.layers.scan import scan
 
@@ -212,9 +213,13 @@ class Recurrent(nn.Module):
         return out, (final[0] if len(final) == 1 else final)
 
     def uses_fused_kernel(self) -> bool:
-        """True when the next forward call runs torch's fused kernel (the configuration allows it)."""
+        """True when the next forward call runs torch's fused kernel: the configuration allows it, and it is
+        not a GRU or RNN on the CPU where rnnkit's native kernel (faster there) is available."""
         rec_drop = self.recurrent_dropout > 0 and self.training
-        return self.cell.fused_mode() is not None and not self.layer_norm and not rec_drop
+        if self.cell.fused_mode() is None or self.layer_norm or rec_drop:
+            return False
+        w = self.weight_hh_l0
+        return not (self.cell.native_on_cpu and w.device.type == "cpu" and native.supports_dtype(w.dtype))
 
     def _flat_weights(self) -> list[torch.Tensor]:
         return [getattr(self, n) for n in self._weight_names]
