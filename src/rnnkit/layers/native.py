@@ -44,6 +44,14 @@ def _build() -> None:
     """Compile (or load the cached build of) the kernel; raises when that fails."""
     from torch.utils import cpp_extension
 
+    try:  # the ninja wheel's binary, which is not on PATH when the venv is not activated
+        import ninja
+
+        if ninja.BIN_DIR not in os.environ.get("PATH", "").split(os.pathsep):
+            os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+    except ImportError:
+        pass
+
     # -fopenmp: at::parallel_for splits a step's rows over torch's threads (the extension links the libgomp
     # torch has already loaded); -fno-trapping-math lets gcc vectorise the selects in the activations.
     flags = ["-O3", "-fopenmp", "-fno-trapping-math", *_cpu_flags()]
