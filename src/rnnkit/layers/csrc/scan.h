@@ -184,6 +184,58 @@ inline void ln_backward(const T* dout, const T* v, const T* st, const T* gain, T
   }
 }
 
+// With both layer norms on the same gate pre-activations (LSTM, RNN): a = LN_ih(x) + LN_hh(z) in one pass.
+template <typename T>
+inline void ln_apply_sum(const T* x, const T* sx, const T* gx, const T* bx, const T* z, const T* sz, const T* gz,
+                         const T* bz, T* a, int64_t nb, int64_t H) {
+  for (int64_t k = 0; k < nb; ++k) {
+    const T mx = sx[2 * k], rx = sx[2 * k + 1], mz = sz[2 * k], rz = sz[2 * k + 1];
+    const T *xk = x + k * H, *gxk = gx + k * H, *bxk = bx + k * H;
+    const T *zk = z + k * H, *gzk = gz + k * H, *bzk = bz + k * H;
+    T* ak = a + k * H;
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j)
+      ak[j] = (bxk[j] + ((xk[j] - mx) * rx) * gxk[j]) + (bzk[j] + ((zk[j] - mz) * rz) * gzk[j]);
+  }
+}
+
+// ln_backward for both layer norms of a row at once (one reduction and one output loop per block instead of
+// two of each): dz from dy through LN_hh, dx from dxo through LN_ih; acc holds (gain_hh, shift_hh, gain_ih,
+// shift_ih) sums, G apart.
+template <typename T>
+inline void ln_backward_pair(const T* dy, const T* z, const T* sz, const T* gz, T* dz, const T* dxo, const T* x,
+                             const T* sx, const T* gx, T* dx, T* acc, int64_t nb, int64_t H) {
+  const T inv_h = T(1) / static_cast<T>(H);
+  const int64_t G = nb * H;
+  for (int64_t k = 0; k < nb; ++k) {
+    const T mz = sz[2 * k], rz = sz[2 * k + 1], mx = sx[2 * k], rx = sx[2 * k + 1];
+    const T *zk = z + k * H, *gzk = gz + k * H, *dyk = dy + k * H;
+    const T *xk = x + k * H, *gxk = gx + k * H, *dxok = dxo + k * H;
+    T s1z = 0, s2z = 0, s1x = 0, s2x = 0;
+#pragma omp simd reduction(+ : s1z, s2z, s1x, s2x)
+    for (int64_t j = 0; j < H; ++j) {
+      const T ey = dyk[j] * gzk[j], ex = dxok[j] * gxk[j];
+      s1z += ey;
+      s2z += ey * ((zk[j] - mz) * rz);
+      s1x += ex;
+      s2x += ex * ((xk[j] - mx) * rx);
+    }
+    s1z *= inv_h, s2z *= inv_h, s1x *= inv_h, s2x *= inv_h;
+    T *dzk = dz + k * H, *dxk = dx + k * H, *a0 = acc + k * H, *a1 = acc + G + k * H, *a2 = acc + 2 * G + k * H,
+      *a3 = acc + 3 * G + k * H;
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+      const T zh = (zk[j] - mz) * rz, xh = (xk[j] - mx) * rx;
+      dzk[j] = rz * (dyk[j] * gzk[j] - s1z - zh * s2z);
+      dxk[j] = rx * (dxok[j] * gxk[j] - s1x - xh * s2x);
+      a0[j] += dyk[j] * zh;
+      a1[j] += dyk[j];
+      a2[j] += dxok[j] * xh;
+      a3[j] += dxok[j];
+    }
+  }
+}
+
 // ------------------------------------------------------------------------------------------- buffers
 // A small cache of the kernel's large buffers. A fresh multi-megabyte tensor comes from mmap, and the
 // kernel's first write to each of its pages is a page fault: on the benchmark machine that took ~40% of a
@@ -376,6 +428,7 @@ std::vector<Tensor> forward(int64_t kind, const Tensor& gx, const Tensor& w, con
   if (lstm) Cp.select(1, 0).copy_(c0);
   const Tensor wt = w.t();
   const int64_t grain = std::max<int64_t>(1, kGrain / G);
+  const std::vector<T> zeros(G, T(0));
   const T* X = gx.data_ptr<T>();
   T *pA = A.data_ptr<T>(), *pH = Hp.data_ptr<T>(), *pO = out.data_ptr<T>(), *pHr = Hr.data_ptr<T>();
   T *pC = lstm ? Cp.data_ptr<T>() : nullptr, *pX2 = X2.numel() ? X2.data_ptr<T>() : nullptr;
@@ -410,21 +463,25 @@ std::vector<Tensor> forward(int64_t kind, const Tensor& gx, const Tensor& w, con
           if (pX2) std::memset(pX2 + r * H, 0, H * sizeof(T));
           continue;
         }
-        if (ln_ih) {
-          ln_stats(x, nb, H, st + 8);
-          ln_apply(x, st + 8, op.gain_ih, op.shift_ih, a, nb, H);
-        } else {
-          std::memcpy(a, x, G * sizeof(T));
-        }
         if (op.b) {
 #pragma omp simd
           for (int64_t j = 0; j < G; ++j) z[j] += op.b[j];
         }
         const T* y = z;
-        if (ln_hh) {  // z (with its bias) stays in Z for the backward pass
-          ln_stats(z, nb, H, st);
-          ln_apply(z, st, op.gain_hh, op.shift_hh, ybuf.data(), nb, H);
-          y = ybuf.data();
+        if (ln_ih) ln_stats(x, nb, H, st + 8);
+        if (ln_hh) ln_stats(z, nb, H, st);  // z (with its bias) stays in Z for the backward pass
+        if (ln_ih && ln_hh && kind != kGRU) {  // the gates add the two parts: a = LN(x) + LN(z), y = 0
+          ln_apply_sum(x, st + 8, op.gain_ih, op.shift_ih, z, st, op.gain_hh, op.shift_hh, a, nb, H);
+          y = zeros.data();
+        } else {
+          if (ln_ih)
+            ln_apply(x, st + 8, op.gain_ih, op.shift_ih, a, nb, H);
+          else
+            std::memcpy(a, x, G * sizeof(T));
+          if (ln_hh) {
+            ln_apply(z, st, op.gain_hh, op.shift_hh, ybuf.data(), nb, H);
+            y = ybuf.data();
+          }
         }
         row.fwd(a, y, hp, cp, hn, cn, o, pX2 ? pX2 + r * H : nullptr, H);
       }
@@ -481,8 +538,14 @@ std::vector<Tensor> backward(int64_t kind, const Tensor& D, const Tensor& dhT, c
         row.bwd(pA + r * G, pH + r * H, lstm ? pC + r * H : nullptr, pX2 ? pX2 + r * H : nullptr, gh,
                 lstm ? pdc + bb * H : nullptr, px, py, H);
         const T* st = pS + r * 16;
-        if (ln_hh) ln_backward(py, pZ + (t * B + bb) * G, st, op.gain_hh, dz, acc, acc + G, nb, H);
-        if (ln_ih) ln_backward(px, X + r * G, st + 8, op.gain_ih, dx, acc + 2 * G, acc + 3 * G, nb, H);
+        if (ln_hh && ln_ih) {
+          ln_backward_pair(py, pZ + (t * B + bb) * G, st, op.gain_hh, dz, px, X + r * G, st + 8, op.gain_ih, dx, acc,
+                           nb, H);
+        } else if (ln_hh) {
+          ln_backward(py, pZ + (t * B + bb) * G, st, op.gain_hh, dz, acc, acc + G, nb, H);
+        } else if (ln_ih) {
+          ln_backward(px, X + r * G, st + 8, op.gain_ih, dx, acc + 2 * G, acc + 3 * G, nb, H);
+        }
       }
     });
     if (t == 0 && !need_h0) break;
