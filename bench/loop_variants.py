@@ -6,10 +6,12 @@ torch.nn.LSTM's fused kernel measured in the same run, for:
 * ``eager``   - autograd through a Python step function (rnnkit's fallback loop);
 * ``script``  - the same step function under ``torch.jit.script``;
 * ``compile`` - the same step function under ``torch.compile`` (Inductor fuses the pointwise ops);
-* ``scan``    - ``rnnkit.LSTM(activation="relu")``: no-grad forward, hand-written BPTT (the default).
+* ``python scan`` - ``rnnkit.LSTM(activation="relu")`` with the native kernel off: no-grad forward and
+  hand-written BPTT in torch ops (rnnkit's engine on the GPU, and on the CPU without a C++ compiler);
+* ``native C++`` - ``rnnkit.LSTM(activation="relu")`` on the CPU: the same in rnnkit's C++ kernel (the default).
 
     python bench/loop_variants.py --device cuda
-    python bench/loop_variants.py --device cpu --threads 2 --shapes 128x28x28x128
+    python bench/loop_variants.py --device cpu --flush-denormal --shapes 128x28x28x128,32x50x1x50
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 import torch
 
 import rnnkit
+from rnnkit.layers import native
 
 
 def lstm_relu_step(gx: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w_t: torch.Tensor, b: torch.Tensor):
@@ -72,13 +75,22 @@ def measure(shape: str, dev: str, repeats: int) -> None:
             forward().square().mean().backward()
         return step
 
+    def python_scan():
+        real, native.supports = native.supports, lambda *a: False
+        try:
+            return ours(x)[0]
+        finally:
+            native.supports = real
+
     variants = {
         "torch.nn fused (tanh)": run(lambda: ref(x)[0]),
         "eager": run(lambda: loop(lstm_relu_step, x, *ps)),
         "script": run(lambda: loop(scripted, x, *ps)),
         "compile": run(lambda: loop(compiled, x, *ps)),
-        "scan (rnnkit default)": run(lambda: ours(x)[0]),
+        "python scan": run(python_scan),
     }
+    if dev == "cpu" and native.enabled():
+        variants["native C++ (rnnkit default)"] = run(lambda: ours(x)[0])
     base = None
     for name, fn in variants.items():
         try:
@@ -96,9 +108,12 @@ def main() -> None:
     ap.add_argument("--shapes", default="128x28x28x128,32x1024x64x256", help="BxTxDxH, comma separated")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--flush-denormal", action="store_true", help="CPU: torch.set_flush_denormal(True)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.flush_denormal:
+        torch.set_flush_denormal(True)
     dev = args.device
     print(f"device {torch.cuda.get_device_name() if dev == 'cuda' else 'cpu'}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}")
