@@ -49,9 +49,8 @@ def _run(layer, x, lengths, state, fast: bool, monkeypatch) -> list[torch.Tensor
                 *(p.grad for p in layer.parameters())]
 
 
-# where the native kernel can be built, it runs every case but GRU reset_after=False; "python" forces the Python
-# scan (the fallback) for those cases too
-RUNS = [(n, k, "default") for n, k in CASES] + [(n, k, "python") for n, k in CASES if k.get("reset_after", True)]
+# where the native kernel can be built it runs every case; "python" forces the Python scan (the fallback)
+RUNS = [(n, k, e) for n, k in CASES for e in ("default", "python")]
 
 
 @pytest.mark.parametrize(("name", "kw", "engine"), RUNS, ids=[f"{n}-{k}-{e}" for n, k, e in RUNS])

@@ -1,9 +1,9 @@
 """rnnkit's native CPU kernel: the time loop of the LSTM, GRU and RNN in C++ (``csrc/``), built on first use.
 
 The kernel computes what :mod:`rnnkit.layers.scan` computes (any activations the scan knows, layer norm,
-recurrent dropout, lengths) for the LSTM, the GRU with ``reset_after=True`` and the Elman RNN, but a step is
-one GEMM plus one C++ pass over the batch rows instead of ~30 torch ops, which is what the Python loop spends
-its time on at small sizes. The GRU with ``reset_after=False`` (two GEMMs per step) stays in the Python scan.
+recurrent dropout, lengths) for the LSTM, the GRU (both ``reset_after`` conventions) and the Elman RNN, but a
+step is one GEMM (two for the GRU with ``reset_after=False``) plus one C++ pass over the batch rows instead of
+~30 torch ops, which is what the Python loop spends its time on at small sizes.
 
 It is compiled with ``torch.utils.cpp_extension`` (gcc and ninja) the first time a layer runs its own loop on
 the CPU (about 30 s on two cores, once; the library is cached under ``~/.cache/rnnkit/native`` or
@@ -26,7 +26,7 @@ from torch.autograd.function import once_differentiable
 Tensor = torch.Tensor
 CSRC = Path(__file__).with_name("csrc")
 SOURCES = ("scan_ops.cpp", "scan_float.cpp", "scan_double.cpp")  # and scan.h, the kernels they share
-KINDS = {"lstm": 0, "gru": 1, "rnn": 2}  # gru: reset_after=True (reset_after=False stays in the Python scan)
+KINDS = {"lstm": 0, "gru": 1, "rnn": 2, "gru_rb": 3}  # gru: reset_after=True; gru_rb: reset_after=False
 ACT_CODES = {"tanh": 0, "sigmoid": 1, "relu": 2, "identity": 3, "hard_sigmoid": 4, "hard_sigmoid_keras2": 5}
 _state: dict[str, bool] = {}
 
@@ -107,8 +107,7 @@ def supports(kind: str, gx: Tensor, act: str, rec_act: str) -> bool:
 
 
 class NativeScanFunction(torch.autograd.Function):
-    """One layer and direction of an LSTM, GRU (reset_after=True) or RNN as one autograd node, stepped by the
-    C++ kernel.
+    """One layer and direction of an LSTM, GRU or RNN as one autograd node, stepped by the C++ kernel.
 
     ``apply(kind, act, rec_act, gx, w_hh, b_hh, ln_hh_gain, ln_hh_shift, ln_ih_gain, ln_ih_shift, drop, active,
     h0, c0)`` with the codes of :data:`KINDS` and :data:`ACT_CODES`, gx (B, T, G*H) = ``W_ih x + b_ih``
@@ -137,13 +136,18 @@ class NativeScanFunction(torch.autograd.Function):
         kind, act, rec = ctx.codes
         need = ctx.needs_input_grad
         dcT = dhT.new_empty(0) if dcT is None else dcT.contiguous()
+        rb = kind == KINDS["gru_rb"]
         dX, dZ, dh0, dc0, sums = torch.ops.rnnkit_native.scan_backward(
-            kind, dout.contiguous(), dhT.contiguous(), dcT, w.contiguous(), g_hh, g_ih, drop, live, gx, A, Hp, Cp,
-            X2, Z, S, act, rec, need[12] or need[13])
+            kind, dout.contiguous(), dhT.contiguous(), dcT, w.contiguous(), g_hh, g_ih, drop, live, gx, A, Hp,
+            Hr if rb else Cp, X2, Z, S, act, rec, need[12] or need[13])
         has_b, ln_hh, ln_ih = ctx.flags
         B, T, G = dZ.shape
         dz2 = dZ.view(B * T, G)
-        dw = dz2.t().mm(Hr.view(B * T, -1))  # all steps' W_hh gradient in one matmul
+        if rb:  # W_hrz reads h_rec, W_hn reads r ⊙ h_rec (kept in X2)
+            H = G // 3
+            dw = torch.cat([dz2[:, : 2 * H].t().mm(Hr.view(B * T, H)), dz2[:, 2 * H:].t().mm(X2.view(B * T, H))])
+        else:
+            dw = dz2.t().mm(Hr.view(B * T, -1))  # all steps' W_hh gradient in one matmul
         db = dz2.sum(0) if has_b else None
         g_hh_grad, s_hh_grad = (sums[0], sums[1]) if ln_hh else (None, None)
         g_ih_grad, s_ih_grad = (sums[2], sums[3]) if ln_ih else (None, None)

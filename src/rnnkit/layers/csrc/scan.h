@@ -39,8 +39,9 @@ namespace rnnkit_native {
 using at::Tensor;
 constexpr double kEps = 1e-5;  // rnnkit.layers.cell.LN_EPS
 constexpr int64_t kGrain = 4096;  // gate entries per thread below which a step's row pass stays on one thread
-enum Kind : int64_t { kLSTM = 0, kGRU = 1, kRNN = 2 };
-constexpr int64_t num_gates(int64_t kind) { return kind == kLSTM ? 4 : kind == kGRU ? 3 : 1; }
+// kGRUrb: the GRU with reset_after=False, whose n gate reads W_hn (r ⊙ h): two GEMMs per step, its own driver.
+enum Kind : int64_t { kLSTM = 0, kGRU = 1, kRNN = 2, kGRUrb = 3 };
+constexpr int64_t num_gates(int64_t kind) { return kind == kLSTM ? 4 : kind == kRNN ? 1 : 3; }
 
 // ---------------------------------------------------------------------------------------------- math
 // exp for float in a form the compiler vectorises: x = n ln2 + r, exp(r) by a degree-6 polynomial
@@ -400,6 +401,76 @@ Row<T> row_for(int64_t kind, int64_t act, int64_t rec) {
   return row;
 }
 
+// GRU, reset_after=False, in two halves around the second GEMM. fwd1: r, z = rec(a + y_rz), rh = r ⊙ h_rec.
+// fwd2: n = act(a_n + y_n), h_t = n + z (h_{t-1} - n). bwd1 (from gh): dz, dn into dx; gh keeps z ⊙ gh.
+// bwd2 (from drh = dn_z W_hn, the gradient wrt rh): dr into dx, dhr = drh ⊙ r (wrt h_rec through rh).
+template <typename T>
+struct RowRB {
+  void (*fwd1)(T* a, const T* y, const T* hr, T* rh, int64_t H);
+  void (*fwd2)(T* a, const T* y, const T* hp, T* hn, T* o, int64_t H);
+  void (*bwd1)(const T* a, const T* hp, T* gh, T* dx, int64_t H);
+  void (*bwd2)(const T* a, const T* hr, const T* drh, T* dx, T* dhr, int64_t H);
+};
+
+template <typename T, int ACT, int REC>
+void gru_rb_fwd1(T* a, const T* y, const T* hr, T* rh, int64_t H) {
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    const T r = act_v<REC>(a[j] + y[j]), z = act_v<REC>(a[H + j] + y[H + j]);
+    a[j] = r, a[H + j] = z;
+    rh[j] = r * hr[j];
+  }
+}
+
+template <typename T, int ACT, int REC>
+void gru_rb_fwd2(T* a, const T* y, const T* hp, T* hn, T* o, int64_t H) {
+  const T* az = a + H;
+  T* an = a + 2 * H;
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    const T n = act_v<ACT>(an[j] + y[j]);
+    const T h = n + az[j] * (hp[j] - n);
+    an[j] = n;
+    hn[j] = h;
+    o[j] = h;
+  }
+}
+
+template <typename T, int ACT, int REC>
+void gru_rb_bwd1(const T* a, const T* hp, T* gh, T* dx, int64_t H) {
+  const T *az = a + H, *an = a + 2 * H;
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    const T z = az[j], n = an[j], h = gh[j];
+    const T direct = h * z;
+    dx[2 * H + j] = (h - direct) * dact_v<ACT>(n);
+    dx[H + j] = (h * (hp[j] - n)) * dact_v<REC>(z);
+    gh[j] = direct;
+  }
+}
+
+template <typename T, int ACT, int REC>
+void gru_rb_bwd2(const T* a, const T* hr, const T* drh, T* dx, T* dhr, int64_t H) {
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    const T r = a[j];
+    dx[j] = (drh[j] * hr[j]) * dact_v<REC>(r);
+    dhr[j] = drh[j] * r;
+  }
+}
+
+template <typename T>
+RowRB<T> row_rb_for(int64_t act, int64_t rec) {
+  RowRB<T> row{};
+  with_act(act, [&](auto Ac) {
+    with_act(rec, [&](auto Rc) {
+      constexpr int A = decltype(Ac)::value, R = decltype(Rc)::value;
+      row = {&gru_rb_fwd1<T, A, R>, &gru_rb_fwd2<T, A, R>, &gru_rb_bwd1<T, A, R>, &gru_rb_bwd2<T, A, R>};
+    });
+  });
+  return row;
+}
+
 // The optional inputs of a scan, as raw pointers (nullptr when absent).
 template <typename T>
 struct Opt {
@@ -407,10 +478,193 @@ struct Opt {
   const uint8_t* live;
 };
 
+// ----------------------------------------------------------------------- GRU reset_after=False driver
+// As forward/backward above, with the GRU's n gate reading W_hn (r ⊙ h_rec): per step GEMM 1 (W_hrz h_rec),
+// the r, z half of the rows, GEMM 2 (W_hn (r ⊙ h_rec)), the n half. Z (T, B, 3H) keeps W_hrz h + b_rz and
+// W_hn (r ⊙ h) + b_n with layer norm; X2 (B, T, H) keeps r ⊙ h_rec (W_hn's input, for its gradient).
+template <typename T>
+std::vector<Tensor> forward_rb(const Tensor& gx, const Tensor& w, const Opt<T>& op, const Tensor& h0, int64_t act,
+                               int64_t rec) {
+  const int64_t B = gx.size(0), T_ = gx.size(1), G = gx.size(2), H = G / 3;
+  const bool ln_hh = op.gain_hh != nullptr, ln_ih = op.gain_ih != nullptr;
+  const RowRB<T> row = row_rb_for<T>(act, rec);
+  auto opts = gx.options();
+  Tensor A = buffer({B, T_, G}, opts), Hp = buffer({B, T_, H}, opts), out = buffer({B, T_, H}, opts);
+  Tensor RH = buffer({B, T_, H}, opts), hT = at::empty({B, H}, opts);
+  Tensor Hr = op.drop ? buffer({B, T_, H}, opts) : Hp;
+  Tensor Z = ln_hh ? buffer({T_, B, G}, opts) : at::empty({1, B, G}, opts);
+  Tensor S = buffer({B, T_, 2, 8}, opts);
+  Hp.select(1, 0).copy_(h0);
+  const Tensor w_rz = w.narrow(0, 0, 2 * H).t(), w_n = w.narrow(0, 2 * H, H).t();
+  const int64_t grain = std::max<int64_t>(1, kGrain / G);
+  const T* X = gx.data_ptr<T>();
+  T *pA = A.data_ptr<T>(), *pH = Hp.data_ptr<T>(), *pO = out.data_ptr<T>(), *pHr = Hr.data_ptr<T>();
+  T *pRH = RH.data_ptr<T>(), *phT = hT.data_ptr<T>(), *pZ = Z.data_ptr<T>(), *pS = S.data_ptr<T>();
+  const T *g_rz = op.gain_hh, *s_rz = op.shift_hh, *g_n = ln_hh ? op.gain_hh + 2 * H : nullptr;
+  const T *s_n = ln_hh ? op.shift_hh + 2 * H : nullptr, *b_n = op.b ? op.b + 2 * H : nullptr;
+
+  for (int64_t t = 0; t < T_; ++t) {
+    if (op.drop) {
+      for (int64_t bb = 0; bb < B; ++bb) {
+        const T *h = pH + (bb * T_ + t) * H, *m = op.drop + bb * H;
+        T* hr = pHr + (bb * T_ + t) * H;
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) hr[j] = h[j] * m[j];
+      }
+    }
+    const Tensor zt = Z.select(0, ln_hh ? t : 0);
+    Tensor z_rz = zt.narrow(1, 0, 2 * H), z_n = zt.narrow(1, 2 * H, H);
+    T* z0 = pZ + (ln_hh ? t : 0) * B * G;
+    at::mm_out(z_rz, Hr.select(1, t), w_rz);  // W_hrz h_rec
+    at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
+      std::vector<T> ybuf(ln_hh ? 2 * H : 0);
+      for (int64_t bb = b0; bb < b1; ++bb) {
+        const int64_t r = bb * T_ + t;
+        T *a = pA + r * G, *z = z0 + bb * G, *st = pS + r * 16, *rh = pRH + r * H;
+        if (op.live && !op.live[r]) {
+          std::memset(a, 0, G * sizeof(T));
+          std::memset(rh, 0, H * sizeof(T));
+          continue;
+        }
+        const T* x = X + r * G;
+        if (ln_ih) {
+          ln_stats(x, 3, H, st + 8);
+          ln_apply(x, st + 8, op.gain_ih, op.shift_ih, a, 3, H);
+        } else {
+          std::memcpy(a, x, G * sizeof(T));
+        }
+        if (op.b) {
+#pragma omp simd
+          for (int64_t j = 0; j < 2 * H; ++j) z[j] += op.b[j];
+        }
+        const T* y = z;
+        if (ln_hh) {
+          ln_stats(z, 2, H, st);
+          ln_apply(z, st, g_rz, s_rz, ybuf.data(), 2, H);
+          y = ybuf.data();
+        }
+        row.fwd1(a, y, pHr + r * H, rh, H);
+      }
+    });
+    at::mm_out(z_n, RH.select(1, t), w_n);  // W_hn (r ⊙ h_rec)
+    at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
+      std::vector<T> ybuf(ln_hh ? H : 0);
+      for (int64_t bb = b0; bb < b1; ++bb) {
+        const int64_t r = bb * T_ + t;
+        const T* hp = pH + r * H;
+        T* hn = t + 1 == T_ ? phT + bb * H : pH + (r + 1) * H;
+        T *o = pO + r * H, *zn = z0 + bb * G + 2 * H, *st = pS + r * 16;
+        if (op.live && !op.live[r]) {
+          std::memcpy(hn, hp, H * sizeof(T));
+          std::memset(o, 0, H * sizeof(T));
+          continue;
+        }
+        if (b_n) {
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) zn[j] += b_n[j];
+        }
+        const T* y = zn;
+        if (ln_hh) {
+          ln_stats(zn, 1, H, st + 4);
+          ln_apply(zn, st + 4, g_n, s_n, ybuf.data(), 1, H);
+          y = ybuf.data();
+        }
+        row.fwd2(pA + r * G, y, hp, hn, o, H);
+      }
+    });
+  }
+  return {out, hT, at::empty({0}, opts), A, Hp, at::empty({0}, opts), RH, Hr, Z, S};
+}
+
+template <typename T>
+std::vector<Tensor> backward_rb(const Tensor& D, const Tensor& dhT, const Tensor& w, const Opt<T>& op,
+                                const Tensor& gx, const Tensor& A, const Tensor& Hp, const Tensor& Hr, const Tensor& Z,
+                                const Tensor& S, int64_t act, int64_t rec, bool need_h0) {
+  const int64_t B = A.size(0), T_ = A.size(1), G = A.size(2), H = G / 3;
+  const bool ln_hh = op.gain_hh != nullptr, ln_ih = op.gain_ih != nullptr;
+  const RowRB<T> row = row_rb_for<T>(act, rec);
+  auto opts = A.options();
+  // dx: wrt the gate pre-activations (also wrt y: the reset acts before W_hn); dX wrt gx, dZ wrt the projections
+  Tensor dA = ln_hh && ln_ih ? Tensor() : buffer({B, T_, G}, opts);
+  Tensor dX = ln_ih ? buffer({B, T_, G}, opts) : dA, dZ = ln_hh ? buffer({B, T_, G}, opts) : dA;
+  Tensor dh = dhT.clone(), drh = at::empty({B, H}, opts), dhr = at::empty({B, H}, opts), recb = at::empty({B, H}, opts);
+  const int64_t nth = at::get_num_threads();
+  Tensor part = at::zeros({nth, 4, ln_hh || ln_ih ? G : 0}, opts);
+  Tensor scratch = ln_hh && ln_ih ? at::empty({B, G}, opts) : Tensor();  // this step's dx rows
+  const int64_t grain = std::max<int64_t>(1, kGrain / G);
+  const T *pD = D.data_ptr<T>(), *pA = A.data_ptr<T>(), *pH = Hp.data_ptr<T>(), *pHr = Hr.data_ptr<T>();
+  const T *pZ = Z.data_ptr<T>(), *pS = S.data_ptr<T>(), *X = gx.data_ptr<T>();
+  T *pdX = dX.data_ptr<T>(), *pdZ = dZ.data_ptr<T>(), *pdh = dh.data_ptr<T>(), *ppart = part.data_ptr<T>();
+  T *pdrh = drh.data_ptr<T>(), *pdhr = dhr.data_ptr<T>(), *pdA = dA.defined() ? dA.data_ptr<T>() : nullptr;
+  T* psc = scratch.defined() ? scratch.data_ptr<T>() : nullptr;
+  const T* prec = recb.data_ptr<T>();
+  const T *g_rz = op.gain_hh, *g_n = ln_hh ? op.gain_hh + 2 * H : nullptr;
+  auto dx_row = [&](int64_t bb, int64_t r) { return pdA ? pdA + r * G : psc + bb * G; };
+  auto live = [&](int64_t r) { return !op.live || op.live[r]; };
+
+  for (int64_t t = T_ - 1; t >= 0; --t) {
+    at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {  // z and n halves, the n projection's LN
+      T* acc = ppart + std::min<int64_t>(at::get_thread_num(), nth - 1) * 4 * G;
+      for (int64_t bb = b0; bb < b1; ++bb) {
+        const int64_t r = bb * T_ + t;
+        T *dx = dx_row(bb, r), *dz = pdZ + r * G;
+        if (!live(r)) {
+          std::memset(dx, 0, G * sizeof(T));
+          if (dz != dx) std::memset(dz, 0, G * sizeof(T));
+          if (pdX != pdA && pdX + r * G != dx) std::memset(pdX + r * G, 0, G * sizeof(T));
+          continue;
+        }
+        T* gh = pdh + bb * H;
+        const T* d = pD + r * H;
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) gh[j] += d[j];
+        row.bwd1(pA + r * G, pH + r * H, gh, dx, H);
+        if (ln_hh)
+          ln_backward(dx + 2 * H, pZ + (t * B + bb) * G + 2 * H, pS + r * 16 + 4, g_n, dz + 2 * H, acc + 2 * H,
+                      acc + G + 2 * H, 1, H);
+        else if (dz != dx)
+          std::memcpy(dz + 2 * H, dx + 2 * H, H * sizeof(T));
+      }
+    });
+    at::mm_out(drh, dZ.select(1, t).narrow(1, 2 * H, H), w.narrow(0, 2 * H, H));  // wrt r ⊙ h_rec
+    at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {  // r half, the rz projection's and gx's LN
+      T* acc = ppart + std::min<int64_t>(at::get_thread_num(), nth - 1) * 4 * G;
+      for (int64_t bb = b0; bb < b1; ++bb) {
+        const int64_t r = bb * T_ + t;
+        if (!live(r)) continue;
+        T *dx = dx_row(bb, r), *dz = pdZ + r * G;
+        row.bwd2(pA + r * G, pHr + r * H, pdrh + bb * H, dx, pdhr + bb * H, H);
+        if (ln_hh)
+          ln_backward(dx, pZ + (t * B + bb) * G, pS + r * 16, g_rz, dz, acc, acc + G, 2, H);
+        else if (dz != dx)
+          std::memcpy(dz, dx, 2 * H * sizeof(T));
+        if (ln_ih) ln_backward(dx, X + r * G, pS + r * 16 + 8, op.gain_ih, pdX + r * G, acc + 2 * G, acc + 3 * G, 3, H);
+      }
+    });
+    if (t == 0 && !need_h0) break;
+    at::mm_out(recb, dZ.select(1, t).narrow(1, 0, 2 * H), w.narrow(0, 0, 2 * H));  // wrt h_rec through r, z
+    for (int64_t bb = 0; bb < B; ++bb) {
+      if (!live(bb * T_ + t)) continue;
+      T* gh = pdh + bb * H;
+      const T *rc = prec + bb * H, *hx = pdhr + bb * H;
+      if (op.drop) {
+        const T* m = op.drop + bb * H;
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) gh[j] += (rc[j] + hx[j]) * m[j];
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) gh[j] += rc[j] + hx[j];
+      }
+    }
+  }
+  return {dX, dZ, dh, at::empty({0}, opts), part.sum(0)};
+}
+
 // ---------------------------------------------------------------------------------------------- forward
 template <typename T>
 std::vector<Tensor> forward(int64_t kind, const Tensor& gx, const Tensor& w, const Opt<T>& op, const Tensor& h0,
                             const Tensor& c0, int64_t act, int64_t rec) {
+  if (kind == kGRUrb) return forward_rb<T>(gx, w, op, h0, act, rec);
   const int64_t B = gx.size(0), T_ = gx.size(1), G = gx.size(2), nb = num_gates(kind), H = G / nb;
   const bool ln_hh = op.gain_hh != nullptr, ln_ih = op.gain_ih != nullptr, lstm = kind == kLSTM;
   const Row<T> row = row_for<T>(kind, act, rec);
@@ -500,6 +754,7 @@ std::vector<Tensor> backward(int64_t kind, const Tensor& D, const Tensor& dhT, c
                              const Opt<T>& op, const Tensor& gx, const Tensor& A, const Tensor& Hp, const Tensor& Cp,
                              const Tensor& X2, const Tensor& Z, const Tensor& S, int64_t act, int64_t rec,
                              bool need_h0) {
+  if (kind == kGRUrb) return backward_rb<T>(D, dhT, w, op, gx, A, Hp, Cp /* Hr, for this kind */, Z, S, act, rec, need_h0);
   const int64_t B = A.size(0), T_ = A.size(1), G = A.size(2), nb = num_gates(kind), H = G / nb;
   const bool ln_hh = op.gain_hh != nullptr, ln_ih = op.gain_ih != nullptr, lstm = kind == kLSTM;
   const bool shared = kind != kGRU && !ln_hh && !ln_ih;  // dX and dZ are one tensor

@@ -24,7 +24,7 @@ Opt<T> options(const OptT& b, const OptT& gain_hh, const OptT& shift_hh, const O
 }
 
 void check(int64_t kind, const Tensor& gx, const std::vector<OptT>& extra) {
-  TORCH_CHECK(kind >= 0 && kind <= 2, "rnnkit native scan: unknown cell kind ", kind);
+  TORCH_CHECK(kind >= 0 && kind <= 3, "rnnkit native scan: unknown cell kind ", kind);
   TORCH_CHECK(gx.device().is_cpu() && gx.is_contiguous() && gx.dim() == 3 && gx.size(2) % num_gates(kind) == 0,
               "rnnkit native scan: gx must be a contiguous CPU tensor (B, T, G*H)");
   TORCH_CHECK(gx.scalar_type() == at::kFloat || gx.scalar_type() == at::kDouble,
