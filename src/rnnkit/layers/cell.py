@@ -49,7 +49,7 @@ class Cell:
         torch_class: the ``torch.nn`` module with the same weight layout, for ``from_torch``/``to_torch``.
         native_on_cpu: on CPU, run rnnkit's native kernel (:mod:`rnnkit.layers.native`) even where torch's
             fused kernel could: True for the GRU and RNN, whose torch CPU kernels step through ATen ops and are
-            1.4-3.5x slower than rnnkit's; False for the LSTM, whose oneDNN kernel is as fast.
+            1.3-3x slower than rnnkit's; False for the LSTM, whose oneDNN kernel is as fast.
     """
 
     num_gates: int = 1
