@@ -478,6 +478,17 @@ struct Opt {
   const uint8_t* live;
 };
 
+// Hr[:, t] = Hp[:, t] ⊙ drop: h_{t-1} as W_hh sees it under variational recurrent dropout (B, T, H buffers).
+template <typename T>
+inline void apply_dropout(const T* Hp, const T* drop, T* Hr, int64_t B, int64_t T_, int64_t H, int64_t t) {
+  for (int64_t bb = 0; bb < B; ++bb) {
+    const T *h = Hp + (bb * T_ + t) * H, *m = drop + bb * H;
+    T* hr = Hr + (bb * T_ + t) * H;
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) hr[j] = h[j] * m[j];
+  }
+}
+
 // ----------------------------------------------------------------------- GRU reset_after=False driver
 // As forward/backward above, with the GRU's n gate reading W_hn (r ⊙ h_rec): per step GEMM 1 (W_hrz h_rec),
 // the r, z half of the rows, GEMM 2 (W_hn (r ⊙ h_rec)), the n half. Z (T, B, 3H) keeps W_hrz h + b_rz and
@@ -504,14 +515,7 @@ std::vector<Tensor> forward_rb(const Tensor& gx, const Tensor& w, const Opt<T>& 
   const T *s_n = ln_hh ? op.shift_hh + 2 * H : nullptr, *b_n = op.b ? op.b + 2 * H : nullptr;
 
   for (int64_t t = 0; t < T_; ++t) {
-    if (op.drop) {
-      for (int64_t bb = 0; bb < B; ++bb) {
-        const T *h = pH + (bb * T_ + t) * H, *m = op.drop + bb * H;
-        T* hr = pHr + (bb * T_ + t) * H;
-#pragma omp simd
-        for (int64_t j = 0; j < H; ++j) hr[j] = h[j] * m[j];
-      }
-    }
+    if (op.drop) apply_dropout(pH, op.drop, pHr, B, T_, H, t);
     const Tensor zt = Z.select(0, ln_hh ? t : 0);
     Tensor z_rz = zt.narrow(1, 0, 2 * H), z_n = zt.narrow(1, 2 * H, H);
     T* z0 = pZ + (ln_hh ? t : 0) * B * G;
@@ -689,14 +693,7 @@ std::vector<Tensor> forward(int64_t kind, const Tensor& gx, const Tensor& w, con
   T *phT = hT.data_ptr<T>(), *pcT = lstm ? cT.data_ptr<T>() : nullptr, *pZ = Z.data_ptr<T>(), *pS = S.data_ptr<T>();
 
   for (int64_t t = 0; t < T_; ++t) {
-    if (op.drop) {
-      for (int64_t bb = 0; bb < B; ++bb) {
-        const T *h = pH + (bb * T_ + t) * H, *m = op.drop + bb * H;
-        T* hr = pHr + (bb * T_ + t) * H;
-#pragma omp simd
-        for (int64_t j = 0; j < H; ++j) hr[j] = h[j] * m[j];
-      }
-    }
+    if (op.drop) apply_dropout(pH, op.drop, pHr, B, T_, H, t);
     Tensor zt = ln_hh ? Z.select(0, t) : Z;
     at::mm_out(zt, Hr.select(1, t), wt);  // W_hh h_{t-1} for every row
     T* z0 = ln_hh ? pZ + t * B * G : pZ;
