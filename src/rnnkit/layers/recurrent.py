@@ -14,9 +14,12 @@ Two engines compute the same function:
 
 * **fused**: when the cell is one torch.nn has a kernel for (see ``Cell.fused_mode``), without layer norm
   and without recurrent dropout while training, the layer calls torch's own kernel (oneDNN on CPU,
-  cuDNN on GPU), variable lengths through a packed sequence;
-* **loop**: everything else. The input projection of all steps is one matmul; the recurrence steps over
-  ``unbind``-ed time slices (indexing ``x[:, t]`` inside the loop would make the backward pass O(T^2)).
+  cuDNN on GPU), variable lengths through a packed sequence; on the CPU only where torch's kernel is the
+  faster one (the LSTM: see ``Cell.native_on_cpu``);
+* **loop**: everything else. The input projection of all steps is one matmul; the recurrence runs in
+  :func:`rnnkit.layers.scan.scan` (rnnkit's native C++ kernel on the CPU, the Python scan elsewhere), or,
+  for cells and activations it does not know, in autograd over ``unbind``-ed time slices (indexing
+  ``x[:, t]`` inside the loop would make the backward pass O(T^2)).
   Variable lengths are masks: a finished sequence keeps its state and emits zeros; the reverse
   direction reads each sequence backwards from its own last step.
 """

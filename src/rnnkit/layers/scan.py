@@ -1,6 +1,8 @@
 """Fast time loop: LSTM, GRU and Elman recurrences as one autograd Function with explicit BPTT.
 
-:meth:`rnnkit.layers.recurrent.Recurrent._scan` calls :func:`scan` first. The forward pass steps the cell
+:meth:`rnnkit.layers.recurrent.Recurrent._scan` calls :func:`scan` first, which hands the work to the native
+C++ kernel (:mod:`rnnkit.layers.native`, the same computation) on the CPU when it is available; what follows
+is the Python version, the fallback and the GPU path, and the kernel's test oracle. The forward pass steps the cell
 with autograd off, writing every step into preallocated time-major buffers (gate activations, states,
 raw recurrent projections). The backward pass is hand-written backpropagation through time: the
 factors that do not depend on the incoming gradient (activation derivatives, gate products) are formed
