@@ -6,7 +6,7 @@ step is one GEMM (two for the GRU with ``reset_after=False``) plus one C++ pass 
 ~30 torch ops, which is what the Python loop spends its time on at small sizes.
 
 It is compiled with ``torch.utils.cpp_extension`` (gcc and ninja) the first time a layer runs its own loop on
-the CPU (about 20 s on two cores, once; the library is cached under ``~/.cache/rnnkit/native`` or
+the CPU (about 25 s on two cores, once; the library is cached under ``~/.cache/rnnkit/native`` or
 ``$RNNKIT_NATIVE_CACHE``, keyed by a hash of the sources, flags and torch version). Where no
 C++ compiler is present or the build fails, rnnkit warns once and the Python scan runs instead — same
 results, slower. ``RNNKIT_NATIVE=0`` turns the kernel off.
@@ -61,7 +61,7 @@ def _build() -> None:
     name = f"rnnkit_native_{digest.hexdigest()[:12]}"
     build = Path(os.environ.get("RNNKIT_NATIVE_CACHE", Path.home() / ".cache" / "rnnkit" / "native")) / name
     if not (build / f"{name}.so").exists():
-        print(f"rnnkit: compiling the native recurrent kernel, once (about 20 s on two cores), into {build}",
+        print(f"rnnkit: compiling the native recurrent kernel, once (about 25 s on two cores), into {build}",
               file=sys.stderr)
     build.mkdir(parents=True, exist_ok=True)
     cpp_extension.load(name=name, sources=[str(CSRC / s) for s in SOURCES], extra_cflags=flags,
