@@ -34,7 +34,7 @@ Tensor = torch.Tensor
 # torch's hardsigmoid backward multiplies by 1/6 rounded to float32, also for float64; so do we, so that both
 # engines agree
 _SIXTH = float(torch.tensor(1 / 6, dtype=torch.float32))
-_KNOWN = ("tanh", "sigmoid", "relu", "identity", "hard_sigmoid", "hard_sigmoid_keras2")
+_KNOWN = tuple(native.ACT_CODES)  # the activations both engines have derivatives for
 
 
 def _act_name(fn: object) -> str | None:
