@@ -8,22 +8,10 @@ import torch
 from torch import nn
 
 import rnnkit
-from rnnkit.layers import Recurrent, native
-from rnnkit.layers.gru import GRUCell
-from rnnkit.layers.rnn import RNNCell
+from rnnkit.layers import native
 
 TORCH = {rnnkit.LSTM: nn.LSTM, rnnkit.GRU: nn.GRU, rnnkit.RNN: nn.RNN}
-
-
-def force_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make every layer run rnnkit's own loop instead of torch's fused kernel."""
-    monkeypatch.setattr(Recurrent, "uses_fused_kernel", lambda self: False)
-
-
-def torch_fused(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make GRU and RNN on the CPU use torch's fused kernel where they could, not rnnkit's native one."""
-    for cls in (GRUCell, RNNCell):
-        monkeypatch.setattr(cls, "native_on_cpu", False)
+OWN = ["native", "scan", "autograd"] if native.available() else ["scan", "autograd"]
 
 
 def _states(s):
@@ -31,19 +19,17 @@ def _states(s):
 
 
 # ----------------------------------------------------------------------------- torch.nn equality
-@pytest.mark.parametrize("engine", ["fused", "loop"])
+@pytest.mark.parametrize("engine", ["fused", *OWN])
 @pytest.mark.parametrize("num_layers,bidirectional", [(1, False), (2, False), (1, True), (2, True)])
 @pytest.mark.parametrize(
     "cls,kw", [(rnnkit.LSTM, {}), (rnnkit.GRU, {}), (rnnkit.RNN, {}), (rnnkit.RNN, {"nonlinearity": "relu"})]
 )
-def test_equals_torch_nn(cls, kw, num_layers, bidirectional, engine, monkeypatch):
-    if engine == "loop":
-        force_loop(monkeypatch)
-    else:
-        torch_fused(monkeypatch)
+def test_equals_torch_nn(cls, kw, num_layers, bidirectional, engine):
     torch.manual_seed(0)
     ref = TORCH[cls](6, 5, num_layers, batch_first=True, bidirectional=bidirectional, **kw)
     layer = cls.from_torch(ref)
+    layer.engine = engine
+    assert layer.engine == engine
     assert [n for n, _ in layer.named_parameters()] == [n for n, _ in ref.named_parameters()]
     x = torch.randn(4, 7, 6)
     lengths = torch.tensor([7, 3, 1, 5])
@@ -58,7 +44,7 @@ def test_equals_torch_nn(cls, kw, num_layers, bidirectional, engine, monkeypatch
             packed = nn.utils.rnn.pack_padded_sequence(xr, lens, batch_first=True, enforce_sorted=False)
             out_p, st_ref = ref(packed, state0)
             out_ref = nn.utils.rnn.pad_packed_sequence(out_p, batch_first=True, total_length=7)[0]
-        out, st = layer(xl, lens, state0)
+        out, st = layer(xl, state0, lengths=lens)
         torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=1e-5)
         for a, b in zip(_states(st), _states(st_ref), strict=True):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
@@ -72,22 +58,23 @@ def test_equals_torch_nn(cls, kw, num_layers, bidirectional, engine, monkeypatch
         ref.zero_grad()
 
 
-def test_fused_dispatch_decisions(monkeypatch):
-    assert rnnkit.LSTM(3, 4).uses_fused_kernel()
+def test_auto_engine_decisions():
+    assert rnnkit.LSTM(3, 4).engine == "fused"
     # on the CPU, GRU and RNN run rnnkit's native kernel (faster than torch's there) where it is available
-    assert rnnkit.GRU(3, 4).uses_fused_kernel() is not native.enabled()
-    assert rnnkit.RNN(3, 4).uses_fused_kernel() is not native.enabled()
-    assert rnnkit.GRU(3, 4, dtype=torch.float16).uses_fused_kernel()  # a dtype the native kernel lacks
-    torch_fused(monkeypatch)
-    assert rnnkit.GRU(3, 4).uses_fused_kernel()
-    assert rnnkit.RNN(3, 4, activation="relu").uses_fused_kernel()
-    assert not rnnkit.RNN(3, 4, activation="sigmoid").uses_fused_kernel()
-    assert not rnnkit.LSTM(3, 4, activation="relu").uses_fused_kernel()
-    assert not rnnkit.LSTM(3, 4, layer_norm=True).uses_fused_kernel()
-    assert not rnnkit.GRU(3, 4, reset_after=False).uses_fused_kernel()
+    own = "native" if native.available() else "fused"
+    assert rnnkit.GRU(3, 4).engine == own
+    assert rnnkit.RNN(3, 4).engine == own
+    assert rnnkit.GRU(3, 4, dtype=torch.float16).engine == "fused"  # a dtype the native kernel lacks
+    loop = "native" if native.available() else "scan"
+    assert rnnkit.RNN(3, 4, activation="sigmoid").engine == loop
+    assert rnnkit.LSTM(3, 4, activation="relu").engine == loop
+    assert rnnkit.LSTM(3, 4, layer_norm=True).engine == loop
+    assert rnnkit.GRU(3, 4, reset_after=False).engine == loop
+    assert rnnkit.LSTM(3, 4, activation="gelu").engine == "autograd"  # no hand-written derivative for gelu
     m = rnnkit.LSTM(3, 4, recurrent_dropout=0.3)
-    assert not m.uses_fused_kernel()
-    assert m.eval().uses_fused_kernel()  # recurrent dropout is the identity at inference
+    assert m.engine == loop
+    assert m.eval().engine == "fused"  # recurrent dropout is the identity at inference
+    assert m.uses_fused_kernel()
 
 
 def test_from_torch_to_torch_round_trip():
@@ -104,8 +91,6 @@ def test_from_torch_to_torch_round_trip():
         rnnkit.LSTM(3, 4, layer_norm=True).to_torch()
     with pytest.raises(ValueError, match="expects a torch.nn.LSTM"):
         rnnkit.LSTM.from_torch(nn.GRU(3, 4))
-    with pytest.raises(ValueError, match="proj_size"):
-        rnnkit.LSTM.from_torch(nn.LSTM(3, 4, proj_size=2))
 
 
 def test_state_dict_moves_to_torch_nn():
@@ -133,7 +118,7 @@ def test_padded_batch_equals_each_sequence_alone(cls, kw):
     layer = cls(3, 5, 2, bidirectional=True, **kw).double()
     lengths = [4, 9, 1, 6]
     x = torch.randn(4, 9, 3, dtype=torch.float64)
-    out, state = layer(x, torch.tensor(lengths))
+    out, state = layer(x, lengths=torch.tensor(lengths))
     for b, n in enumerate(lengths):
         out_b, state_b = layer(x[b : b + 1, :n])
         torch.testing.assert_close(out[b, :n], out_b[0], atol=1e-12, rtol=0)
@@ -147,8 +132,8 @@ def test_lengths_any_order_and_all_full():
     layer = rnnkit.LSTM(2, 3)
     x = torch.randn(3, 4, 2)
     full = layer(x)[0]
-    torch.testing.assert_close(layer(x, torch.tensor([4, 4, 4]))[0], full)
-    torch.testing.assert_close(layer(x, [4, 4, 4])[0], full)
+    torch.testing.assert_close(layer(x, lengths=torch.tensor([4, 4, 4]))[0], full)
+    torch.testing.assert_close(layer(x, lengths=[4, 4, 4])[0], full)
 
 
 # ----------------------------------------------------------------------------- recurrent dropout
@@ -204,7 +189,7 @@ def test_gradcheck_loop_engine(cls, kw):
     names = [n for n, _ in layer.named_parameters()]
 
     def f(x, *ps):
-        return torch.func.functional_call(layer, dict(zip(names, ps, strict=True)), (x, lengths))[0]
+        return torch.func.functional_call(layer, dict(zip(names, ps, strict=True)), (x,), {"lengths": lengths})[0]
 
     assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-6)
 
@@ -316,22 +301,24 @@ def test_keras_itself_when_installed():
 def test_bad_shapes_and_lengths_name_expected_and_received():
     layer = rnnkit.LSTM(3, 4)
     with pytest.raises(ValueError, match=r"features=3, got \(2, 5\)"):
-        layer(torch.randn(2, 5))
+        layer(torch.randn(2, 5))  # an unbatched (T, D) input with the wrong D
     with pytest.raises(ValueError, match=r"features=3, got \(2, 5, 7\)"):
         layer(torch.randn(2, 5, 7))
     x = torch.randn(2, 5, 3)
     with pytest.raises(ValueError, match=r"lengths must lie in \[1, 5\].*min 0"):
-        layer(x, torch.tensor([0, 3]))
+        layer(x, lengths=torch.tensor([0, 3]))
     with pytest.raises(ValueError, match=r"lengths must lie in \[1, 5\].*max 6"):
-        layer(x, torch.tensor([6, 3]))
+        layer(x, lengths=torch.tensor([6, 3]))
     with pytest.raises(ValueError, match=r"expected lengths of shape \(2,\), got \(3,\)"):
-        layer(x, torch.tensor([1, 2, 3]))
+        layer(x, lengths=torch.tensor([1, 2, 3]))
     with pytest.raises(ValueError, match="integers"):
-        layer(x, torch.tensor([1.0, 2.0]))
-    with pytest.raises(ValueError, match=r"each of shape \(1, 2, 4\), got \(1, 3, 4\)"):
-        layer(x, state=(torch.zeros(1, 3, 4), torch.zeros(1, 3, 4)))
-    with pytest.raises(ValueError, match=r"expected state \(h, c\)"):
-        layer(x, state=torch.zeros(1, 2, 4))
+        layer(x, lengths=torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"shape \(1, 2, 4\), \(1, 2, 4\), got \(1, 3, 4\)"):
+        layer(x, (torch.zeros(1, 3, 4), torch.zeros(1, 3, 4)))
+    with pytest.raises(ValueError, match=r"expected hx \(h0, c0\)"):
+        layer(x, torch.zeros(1, 2, 4))
+    with pytest.raises(ValueError, match=r"second positional argument is hx.*lengths="):
+        layer(x, torch.tensor([5, 3]))  # the old call layer(x, lengths)
     with pytest.raises(ValueError, match="floating-point"):
         layer(torch.ones(2, 5, 3, dtype=torch.int64))
     with pytest.raises(ValueError, match="unknown activation 'swishy'"):
@@ -346,7 +333,7 @@ def test_time_major_layout():
     torch.manual_seed(10)
     layer = rnnkit.GRU(3, 4, batch_first=False, activation="relu")
     x = torch.randn(6, 2, 3)
-    out, h = layer(x, torch.tensor([6, 2]))
+    out, h = layer(x, lengths=torch.tensor([6, 2]))
     assert out.shape == (6, 2, 4) and h.shape == (1, 2, 4)
     torch.testing.assert_close(out[1, 1], h[0, 1])
     assert torch.all(out[2:, 1] == 0)

@@ -6,11 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-import rnnkit
 from rnnkit import reference as ref
-from rnnkit.layers import Recurrent
-from rnnkit.layers.gru import GRUCell
-from rnnkit.layers.rnn import RNNCell
+from rnnkit.layers import CELLS, ENGINES
 
 CASES = [
     ("rnn", {"activation": "tanh"}),
@@ -22,18 +19,13 @@ CASES = [
     ("gru", {"reset_after": True}),
     ("gru", {"reset_after": False}),
 ]
-LAYER = {"rnn": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}
+LAYER = CELLS
 NAMES = {"W_xh": "weight_ih_l0", "W_hh": "weight_hh_l0", "b_xh": "bias_ih_l0", "b_hh": "bias_hh_l0"}
 
 
-@pytest.mark.parametrize("engine", ["fused", "loop"])
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("cell,opts", CASES)
-def test_layer_matches_reference(cell, opts, engine, monkeypatch):
-    if engine == "loop":
-        monkeypatch.setattr(Recurrent, "uses_fused_kernel", lambda self: False)
-    else:  # torch's fused kernel, also for the GRU and RNN that run rnnkit's native one on the CPU by default
-        for cls in (GRUCell, RNNCell):
-            monkeypatch.setattr(cls, "native_on_cpu", False)
+def test_layer_matches_reference(cell, opts, engine):
     rng = np.random.default_rng(11)
     B, T, D, H = 3, 6, 4, 5
     params = ref.init_params(cell, D, H, rng)
@@ -46,12 +38,16 @@ def test_layer_matches_reference(cell, opts, engine, monkeypatch):
     grads = ref.backward(cache, dh_seq, dstate_T)
 
     layer = LAYER[cell](D, H, **opts).double()
+    assert layer.cell.reference and layer.cell.reference_options() == {**layer.cell.reference_options(), **opts}
+    if layer._why_not(engine) is not None:
+        pytest.skip(f"{engine} cannot run this configuration: {layer._why_not(engine)}")
+    layer.engine = engine
     with torch.no_grad():
         for k, name in NAMES.items():
             getattr(layer, name).copy_(torch.from_numpy(params[k]))
     xt = torch.from_numpy(x).requires_grad_()
     s0 = tuple(torch.from_numpy(s)[None].requires_grad_() for s in state0)
-    out, st = layer(xt, state=s0 if cell == "lstm" else s0[0])
+    out, st = layer(xt, s0 if cell == "lstm" else s0[0])
     st = st if isinstance(st, tuple) else (st,)
     np.testing.assert_allclose(out.detach().numpy(), h_seq, atol=1e-10, rtol=0)
     for a, b in zip(st, state_T, strict=True):

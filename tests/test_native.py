@@ -34,9 +34,8 @@ def _inputs(kind, dtype, scale=1.0, seed=0):
 
 
 def _native(kind, act, rec, p, ln, drop, lengths):
-    codes = native.KINDS[kind], native.ACT_CODES[act], native.ACT_CODES[rec]
-    return native.NativeScanFunction.apply(
-        *codes, p["gx"], p["w"], p["b"], *((p["g_hh"], p["s_hh"], p["g_ih"], p["s_ih"]) if ln else (None,) * 4),
+    return native.scan(
+        kind, act, rec, p["gx"], p["w"], p["b"], *((p["g_hh"], p["s_hh"], p["g_ih"], p["s_ih"]) if ln else (None,) * 4),
         p["drop"] if drop else None, p["active"] if lengths else None, p["h0"], p["c0"])
 
 
@@ -110,6 +109,10 @@ def test_turned_off_or_unbuildable_falls_back(monkeypatch):
     ref = layer(x)[0]
     monkeypatch.setattr(native, "_state", {})
     monkeypatch.setenv("RNNKIT_NATIVE", "0")
+    assert not native.available() and "RNNKIT_NATIVE=0" in native.why_unavailable()
+    assert layer.engine == "scan"
+    with pytest.raises(ValueError, match="native kernel is unavailable: turned off by RNNKIT_NATIVE=0"):
+        layer.engine = "native"
     assert not native.enabled()
     torch.testing.assert_close(layer(x)[0], ref, rtol=0, atol=1e-12)
 
@@ -128,15 +131,17 @@ def test_turned_off_or_unbuildable_falls_back(monkeypatch):
 
 @needs_native
 @pytest.mark.parametrize(("cls", "kw", "fn"), [
-    (rnnkit.LSTM, {"recurrent_dropout": 0.3}, "NativeScanFunctionBackward"),
-    (rnnkit.GRU, {"layer_norm": True}, "NativeScanFunctionBackward"),
-    (rnnkit.RNN, {"activation": "sigmoid"}, "NativeScanFunctionBackward"),
-    (rnnkit.GRU, {"reset_after": False}, "NativeScanFunctionBackward"),
+    (rnnkit.LSTM, {"recurrent_dropout": 0.3}, "GeneratedBackwardFor_rnnkit_native_scan_defaultBackward"),
+    (rnnkit.GRU, {"layer_norm": True}, "GeneratedBackwardFor_rnnkit_native_scan_defaultBackward"),
+    (rnnkit.RNN, {"activation": "sigmoid"}, "GeneratedBackwardFor_rnnkit_native_scan_defaultBackward"),
+    (rnnkit.GRU, {"reset_after": False}, "GeneratedBackwardFor_rnnkit_native_scan_defaultBackward"),
     (rnnkit.GRU, {"activation": torch.nn.functional.softsign}, "StackBackward0"),  # unknown: autograd loop
 ])
 def test_layers_use_the_native_kernel(cls, kw, fn):
-    out, _ = cls(3, H, **kw)(torch.randn(B, T, 3))
+    layer = cls(3, H, **kw)
+    out, _ = layer(torch.randn(B, T, 3))
     assert type(out.grad_fn).__name__ == fn
+    assert layer.engine == ("autograd" if fn == "StackBackward0" else "native")
 
 
 @needs_native

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import rnnkit
-from rnnkit.layers import native, recurrent
-from rnnkit.layers.scan import ScanFunction, cell_spec, scan
+from rnnkit.layers import native
+from rnnkit.layers.scan import ScanFunction, cell_spec
 
 CASES = [
     ("LSTM", {}),
@@ -29,36 +29,31 @@ CASES = [
 B, T, D, H = 4, 5, 3, 6
 
 
-def _run(layer, x, lengths, state, fast: bool, monkeypatch) -> list[torch.Tensor]:
+def _run(layer, x, lengths, state, engine: str) -> list[torch.Tensor]:
     """Outputs, final state and the gradients of a random projection loss wrt x, the state and every parameter."""
-    with monkeypatch.context() as mp:
-        mp.setattr(type(layer), "uses_fused_kernel", lambda self: False)  # the default configs too run the loop
-        if not fast:
-            mp.setattr(recurrent, "scan", lambda *a, **k: None)
-        for p in layer.parameters():
-            p.grad = None
-        x = x.clone().requires_grad_()
-        st = tuple(s.clone().requires_grad_() for s in state)
-        torch.manual_seed(5)  # the same recurrent-dropout mask on both paths
-        out, fin = layer(x, lengths=lengths, state=st if len(st) > 1 else st[0])
-        fin = fin if isinstance(fin, tuple) else (fin,)
-        g = torch.Generator().manual_seed(1)
-        loss = sum((y * torch.randn(y.shape, generator=g, dtype=y.dtype)).sum() for y in (out, *fin))
-        loss.backward()
-        return [out.detach(), *(f.detach() for f in fin), x.grad, *(s.grad for s in st),
-                *(p.grad for p in layer.parameters())]
+    layer.engine = engine
+    for p in layer.parameters():
+        p.grad = None
+    x = x.clone().requires_grad_()
+    st = tuple(s.clone().requires_grad_() for s in state)
+    torch.manual_seed(5)  # the same recurrent-dropout mask on both paths
+    out, fin = layer(x, st if len(st) > 1 else st[0], lengths=lengths)
+    fin = fin if isinstance(fin, tuple) else (fin,)
+    g = torch.Generator().manual_seed(1)
+    loss = sum((y * torch.randn(y.shape, generator=g, dtype=y.dtype)).sum() for y in (out, *fin))
+    loss.backward()
+    return [out.detach(), *(f.detach() for f in fin), x.grad, *(s.grad for s in st),
+            *(p.grad for p in layer.parameters())]
 
 
-# where the native kernel can be built it runs every case; "python" forces the Python scan (the fallback)
-RUNS = [(n, k, e) for n, k in CASES for e in ("default", "python")]
+# the native kernel (where it can be built) and the Python scan, each against the autograd engine
+RUNS = [(n, k, e) for n, k in CASES for e in (["native", "scan"] if native.available() else ["scan"])]
 
 
 @pytest.mark.parametrize(("name", "kw", "engine"), RUNS, ids=[f"{n}-{k}-{e}" for n, k, e in RUNS])
 @pytest.mark.parametrize("lengths", [None, [5, 1, 3, 5]], ids=["full", "lengths"])
 @pytest.mark.parametrize("deep", [False, True], ids=["1layer", "2layer-bi"])
-def test_fast_path_equals_autograd_loop(name, kw, engine, lengths, deep, monkeypatch):
-    if engine == "python":
-        monkeypatch.setattr(native, "supports", lambda *a: False)
+def test_fast_path_equals_autograd_loop(name, kw, engine, lengths, deep):
     torch.manual_seed(0)
     extra = {"num_layers": 2, "bidirectional": True} if deep else {}
     layer = getattr(rnnkit, name)(D, H, dtype=torch.float64, **kw, **extra).train()
@@ -67,20 +62,20 @@ def test_fast_path_equals_autograd_loop(name, kw, engine, lengths, deep, monkeyp
     x = torch.randn(B, T, D, dtype=torch.float64)
     lengths = None if lengths is None else torch.tensor(lengths)
     assert cell_spec(layer.cell) is not None
-    fast, slow = (_run(layer, x, lengths, state, f, monkeypatch) for f in (True, False))
+    fast, slow = (_run(layer, x, lengths, state, e) for e in (engine, "autograd"))
     assert len(fast) == len(slow)
     for a, b in zip(fast, slow, strict=True):
         assert a.shape == b.shape
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
-def test_no_grad_and_eval_match(monkeypatch):
+def test_no_grad_and_eval_match():
     torch.manual_seed(0)
     layer = rnnkit.GRU(D, H, reset_after=False, layer_norm=True, recurrent_dropout=0.5, dtype=torch.float64).eval()
     x = torch.randn(B, T, D, dtype=torch.float64)
     with torch.no_grad():
         out, h = layer(x, lengths=[5, 2, 1, 4])
-        monkeypatch.setattr(recurrent, "scan", lambda *a, **k: None)
+        layer.engine = "autograd"
         out2, h2 = layer(x, lengths=[5, 2, 1, 4])
     torch.testing.assert_close(out, out2, rtol=0, atol=1e-12)
     torch.testing.assert_close(h, h2, rtol=0, atol=1e-12)
@@ -90,9 +85,10 @@ def test_no_grad_and_eval_match(monkeypatch):
 def test_unknown_activation_falls_back():
     layer = rnnkit.LSTM(D, H, activation=torch.nn.functional.softsign, dtype=torch.float64)
     assert cell_spec(layer.cell) is None
-    gx = torch.randn(B, T, 4 * H, dtype=torch.float64)
-    state = (torch.zeros(B, H, dtype=torch.float64),) * 2
-    assert scan(layer.cell, gx, state, layer.weight_hh_l0, layer.bias_hh_l0, None, None, None) is None
+    assert layer.engine == "autograd"
+    for engine in ("scan", "native"):
+        with pytest.raises(ValueError, match=f"engine='{engine}' cannot run LSTM.*knows the LSTM"):
+            layer.engine = engine
     assert cell_spec(rnnkit.RNN(D, H, activation="elu").cell) is None
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import os
 import re
 import types
@@ -40,7 +41,7 @@ class ConfigError(ValueError):
 class ModelConfig:
     """The recurrent stack shared by all tasks (maps onto ``rnnkit.RNN/LSTM/GRU``)."""
 
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"
+    cell: str = "lstm"  # a name in rnnkit.layers.CELLS: rnn, lstm, gru
     hidden_size: int = 64
     num_layers: int = 1
     bidirectional: bool = False
@@ -50,16 +51,29 @@ class ModelConfig:
     recurrent_activation: str | None = None  # LSTM/GRU gates; None: sigmoid
     layer_norm: bool = False
     reset_after: bool = True  # GRU only
+    engine: Literal["auto", "fused", "native", "scan", "autograd"] = "auto"  # see docs/layers.md
 
     def check(self) -> None:
+        from rnnkit.layers import ACTIVATIONS, CELLS
+
+        if self.cell not in CELLS:
+            close = difflib.get_close_matches(str(self.cell), list(CELLS), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"model.cell: '{self.cell}' is not a cell rnnkit has{hint}; use one of "
+                              f"{', '.join(sorted(CELLS))}")
         _positive(self, "hidden_size", "num_layers")
         _fraction(self, "dropout", "recurrent_dropout")
-        if self.cell == "rnn" and self.activation not in (None, "tanh", "relu", "sigmoid", "identity"):
-            raise ConfigError(f"model.activation: '{self.activation}' is not one of tanh, relu, sigmoid, identity")
-        if self.cell == "rnn" and self.recurrent_activation is not None:
-            raise ConfigError("model.recurrent_activation only applies to cell: lstm or gru; remove it")
-        if self.cell != "gru" and not self.reset_after:
-            raise ConfigError("model.reset_after only applies to cell: gru; remove it")
+        for key in ("activation", "recurrent_activation"):
+            value = getattr(self, key)
+            if value is not None and value not in ACTIVATIONS:
+                raise ConfigError(f"model.{key}: '{value}' is not an activation rnnkit knows; use one of "
+                                  f"{', '.join(sorted(ACTIVATIONS))}")
+        takes = inspect.signature(CELLS[self.cell].__init__).parameters  # what this cell's layer accepts
+        for key, unset in (("recurrent_activation", None), ("reset_after", True)):
+            if getattr(self, key) != unset and key not in takes:
+                users = ", ".join(n for n, c in sorted(CELLS.items())
+                                  if key in inspect.signature(c.__init__).parameters)
+                raise ConfigError(f"model.{key} only applies to cell: {users}; remove it")
 
 
 @dataclass

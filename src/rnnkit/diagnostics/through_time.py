@@ -33,7 +33,6 @@ from torch import nn
 from rnnkit.layers.recurrent import Recurrent
 
 VANISHING, EXPLODING = 1e-3, 1e3  # first/last ratio thresholds of the verdict
-GATE_NAMES = {"lstm": ("input", "forget", "output"), "gru": ("reset", "update")}
 
 
 @dataclass
@@ -41,7 +40,7 @@ class Trace:
     """One layer and direction of one traced batch."""
 
     name: str  # "layer 0", "layer 1 reverse", or "<module path> layer 0" when the model has several stacks
-    cell: str  # "rnn", "lstm", "gru" or the cell class name
+    cell: str  # the cell's registered name: "rnn", "lstm", "gru", ...
     reverse: bool
     hidden: torch.Tensor  # (B, T, H) h_t in time order (detached)
     gates: dict[str, torch.Tensor] = field(default_factory=dict)  # gate name -> (B, T, H) activations
@@ -121,42 +120,18 @@ class GradientReport:
 # ---- the traced forward ----------------------------------------------------------------------------------
 
 
-def cell_name(layer: Recurrent) -> str:
-    return {"RNNCell": "rnn", "LSTMCell": "lstm", "GRUCell": "gru"}.get(type(layer.cell).__name__,
-                                                                     type(layer.cell).__name__)
-
-
-def _gates(layer: Recurrent, g: torch.Tensor, h: torch.Tensor, w_hh_t, b_hh, ln_hh) -> list[torch.Tensor]:
-    """Gate activations of one step (B, H) each, recomputed from the layer's weights (no grad)."""
-    cell, kind, H = layer.cell, cell_name(layer), layer.hidden_size
-    if kind == "lstm":
-        a_i, a_f, _, a_o = (g + cell.recurrent(h, w_hh_t, b_hh, ln_hh)).chunk(4, 1)
-        return [cell.rec_act(a_i), cell.rec_act(a_f), cell.rec_act(a_o)]
-    if kind == "gru":
-        if cell.reset_after:
-            a = cell.recurrent(h, w_hh_t, b_hh, ln_hh)[:, : 2 * H]
-        else:
-            b = None if b_hh is None else b_hh[: 2 * H]
-            ln = None if ln_hh is None else (ln_hh[0][: 2 * H], ln_hh[1][: 2 * H])
-            a = cell.recurrent(h, w_hh_t[:, : 2 * H], b, ln)
-        a_r, a_z = (g[:, : 2 * H] + a).chunk(2, 1)
-        return [cell.rec_act(a_r), cell.rec_act(a_z)]
-    return []
-
-
 def _traced_forward(layer: Recurrent, traces: list[Trace], prefix: str):
-    """A replacement for ``layer.forward`` that steps the cell and appends one Trace per layer/direction."""
-    kind = cell_name(layer)
-    names = GATE_NAMES.get(kind, ())
+    """A replacement for ``layer.forward`` that steps the cell and appends one Trace per layer/direction; the
+    gates recorded are the ones the cell names (``cell.sigmoid_gates``, values from ``cell.gates``)."""
+    cell = layer.cell
 
-    def scan(k, d, gx, s, w_hh, b_hh, ln_hh, active, to_time):
+    def trace(k, d, gx, s, p, active, to_time):
         """The layer's time loop by plain autograd, keeping every h_t (for dL/dh_t) and the gates."""
-        w_hh_t = w_hh.t()
         hs, gates = [], []
         for t, g in enumerate(gx.unbind(1)):
             with torch.no_grad():
-                gates.append(_gates(layer, g, s[0], w_hh_t, b_hh, ln_hh))
-            new = layer.cell.step(g, s[0], s, w_hh_t, b_hh, ln_hh)
+                gates.append(cell.gates(g, s[0], p))
+            new = cell.step(g, s[0], s, p)
             if active is not None:  # finished sequences keep their state
                 m = active[:, t, None]
                 new = tuple(torch.where(m, n, o) for n, o in zip(new, s, strict=True))
@@ -165,14 +140,14 @@ def _traced_forward(layer: Recurrent, traces: list[Trace], prefix: str):
         out = torch.stack(hs, 1)
         if active is not None:  # a reversed sequence stays left-aligned, so one mask serves both directions
             out = out * active[:, :, None]
-        gate_t = {n: torch.stack([gt[i] for gt in gates], 1) for i, n in enumerate(names)}
+        gate_t = {n: torch.stack([gt[n] for gt in gates], 1) for n in cell.sigmoid_gates}
         name = f"{prefix}layer {k}" + (" reverse" if d else "")
-        traces.append(Trace(name, kind, bool(d), to_time(out.detach()), {n: to_time(v) for n, v in gate_t.items()},
-                            active, _steps=hs))
+        traces.append(Trace(name, cell.name, bool(d), to_time(out.detach()),
+                            {n: to_time(v) for n, v in gate_t.items()}, active, _steps=hs))
         return out, s
 
-    def forward(x, lengths=None, state=None):
-        return layer._forward(x, lengths, state, scan)
+    def forward(input, hx=None, *, lengths=None):
+        return layer._forward(input, hx, lengths, trace)
 
     return forward
 

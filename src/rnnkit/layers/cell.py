@@ -1,23 +1,30 @@
-"""The contract every recurrent cell follows: one time step, weights passed in.
+"""The contract every recurrent cell follows: one time step, and everything the layer needs to know of it.
 
-A cell is the math of one step (Keras' *cell*); :class:`rnnkit.layers.recurrent.Recurrent` owns the
-weights, in torch.nn's layout, and runs the cell over time, layers and directions. Cells hold no
-parameters, so one cell object serves every layer and direction of a layer.
+A cell is the math of one step (Keras' *cell*) plus its identity: the parameters it needs per layer and
+direction (names, shapes, initialisation), its gate names, the NumPy reference equations it matches, and
+which engines can run it. :class:`rnnkit.layers.recurrent.Recurrent` creates the parameters the cell
+declares, in torch.nn's layout, and runs the cell over time, layers and directions; it never tests a cell's
+type. A cell object holds options (hidden size, activations), no weights, so one serves every layer and
+direction.
 
-Shapes, for batch size B, hidden size H and G gate blocks:
+Shapes, for batch size B, hidden size H, G gate blocks and output size P (= H unless the cell projects):
 
 * ``gx``     (B, G*H)  input projection of this step, ``W_xh x_t + b_xh`` (computed for all steps at once)
-* ``h_rec``  (B, H)    ``h_{t-1}`` as the recurrent matrix sees it (variational dropout already applied)
-* ``state``  tuple of (B, H) tensors, ``state[0]`` is ``h_{t-1}``
-* ``w_hh_t`` (H, G*H)  the recurrent matrix ``W_hh`` transposed, ready for ``addmm``
-* ``b_hh``   (G*H,) or None
-* ``ln_hh``  ``(gain, shift)`` of shape (G*H,) each when layer norm is on, else None
+* ``h_rec``  (B, P)    ``h_{t-1}`` as the recurrent matrix sees it (variational dropout already applied)
+* ``state``  tuple of (B, size) tensors, sizes :meth:`Cell.state_sizes`; ``state[0]`` is ``h_{t-1}``
+* ``p``      this layer and direction's parameters by their un-suffixed names (``"weight_hh"``, ``"bias_hh"``,
+             ``"ln_hh_weight"``, ...), ``None`` for those the configuration does not have
 
-To add a cell type, write one file: a :class:`Cell` subclass with ``step`` and a thin layer class
-that hands it to :class:`~rnnkit.layers.recurrent.Recurrent`.
+To add a cell type, write one file: a :class:`Cell` subclass with ``name``, ``step`` and (when it has more
+parameters than W_xh, W_hh and the biases) ``param_specs``, a thin layer class that hands it to
+:class:`~rnnkit.layers.recurrent.Recurrent`, and ``@register_cell`` on that class (``rnnkit.layers.CELLS``).
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +32,7 @@ import torch.nn.functional as F
 from rnnkit.layers.activations import Activation, resolve
 
 LN_EPS = 1e-5
+Params = dict[str, torch.Tensor | None]
 
 
 def gate_norm(a: torch.Tensor, gain: torch.Tensor, shift: torch.Tensor, gates: int) -> torch.Tensor:
@@ -39,24 +47,43 @@ def gate_norm(a: torch.Tensor, gain: torch.Tensor, shift: torch.Tensor, gates: i
     return torch.addcmul(shift, out.view(shape), gain)
 
 
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter a cell needs per layer and direction: ``name`` without the ``_l{k}{sfx}`` suffix (torch.nn's
+    ``weight_ih``, ...), its shape, and its initialisation: ``"uniform"`` (torch.nn's U(-1/sqrt(H), 1/sqrt(H))),
+    ``"ones"`` or ``"zeros"``."""
+
+    name: str
+    shape: tuple[int, ...]
+    init: str = "uniform"
+
+
 class Cell:
-    """Base class: one step of a recurrent cell.
+    """Base class: one step of a recurrent cell and its identity.
 
     Class attributes a subclass sets:
+        name: the registry key (``"lstm"``), also the NumPy reference's cell name when ``reference`` is True.
         num_gates: G, the number of H-sized blocks stacked in ``W_xh``/``W_hh`` (torch order).
+        gate_names: a name for each block (``("reset", "update", "new")``).
+        sigmoid_gates: the blocks that are gates in (0, 1) (for diagnostics' saturation statistics).
         num_states: 1 for ``(h,)``, 2 for ``(h, c)``.
         keras_gate_order: for each torch block, the index of the matching Keras block.
         torch_class: the ``torch.nn`` module with the same weight layout, for ``from_torch``/``to_torch``.
-        native_on_cpu: on CPU, run rnnkit's native kernel (:mod:`rnnkit.layers.native`) even where torch's
-            fused kernel could: True for the GRU and RNN, whose torch CPU kernels step through ATen ops and are
-            1.3-3x slower than rnnkit's; False for the LSTM, whose oneDNN kernel is as fast.
+        native_on_cpu: on CPU, prefer rnnkit's native kernel over torch's fused one even where both can run:
+            True for the GRU and RNN, whose torch CPU kernels step through ATen ops and are 1.3-3x slower than
+            rnnkit's; False for the LSTM, whose oneDNN kernel is as fast.
+        reference: whether ``rnnkit.reference`` has this cell (``reference_options`` gives its options).
     """
 
-    num_gates: int = 1
-    num_states: int = 1
-    keras_gate_order: tuple[int, ...] = (0,)
-    torch_class: type[torch.nn.Module] | None = None
-    native_on_cpu: bool = False
+    name: ClassVar[str] = "cell"
+    num_gates: ClassVar[int] = 1
+    gate_names: ClassVar[tuple[str, ...]] = ("candidate",)
+    sigmoid_gates: ClassVar[tuple[str, ...]] = ()
+    num_states: ClassVar[int] = 1
+    keras_gate_order: ClassVar[tuple[int, ...]] = (0,)
+    torch_class: ClassVar[type[torch.nn.Module] | None] = None
+    native_on_cpu: ClassVar[bool] = False
+    reference: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -68,36 +95,76 @@ class Cell:
         self.activation_name, self.act = resolve(activation)
         self.recurrent_activation_name, self.rec_act = resolve(recurrent_activation)
 
+    # ------------------------------------------------------------------ identity
+    @property
+    def output_size(self) -> int:
+        """P, the size of ``h_t`` (what the layer outputs per direction)."""
+        return self.hidden_size
+
+    def state_sizes(self) -> tuple[int, ...]:
+        """The size of each state tensor, ``(P,)`` or ``(P, H)`` for ``(h, c)``."""
+        return (self.output_size,) * self.num_states
+
+    def param_specs(self, input_size: int, bias: bool, layer_norm: bool) -> list[ParamSpec]:
+        """The parameters of one layer and direction reading ``input_size`` features, in torch.nn's order (what
+        ``_VF`` kernels expect first: w_ih, w_hh, b_ih, b_hh), then rnnkit's extras (layer norm)."""
+        gh = self.num_gates * self.hidden_size
+        specs = [ParamSpec("weight_ih", (gh, input_size)), ParamSpec("weight_hh", (gh, self.output_size))]
+        if bias:
+            specs += [ParamSpec("bias_ih", (gh,)), ParamSpec("bias_hh", (gh,))]
+        if layer_norm:
+            specs += [ParamSpec(f"ln_{side}_{what}", (gh,), "ones" if what == "weight" else "zeros")
+                      for side in ("ih", "hh") for what in ("weight", "bias")]
+        return specs
+
+    def init_bound(self) -> float:
+        """The bound of the ``"uniform"`` initialisation: torch.nn's 1/sqrt(H)."""
+        return 1.0 / math.sqrt(self.hidden_size)
+
     def fused_mode(self) -> str | None:
         """The torch fused-kernel mode (``"LSTM"``, ``"GRU"``, ``"RNN_TANH"``, ``"RNN_RELU"``) that computes
-        exactly this cell, or None when only rnnkit's own loop can."""
+        exactly this cell, or None when torch has no kernel for it."""
         return None
 
-    def step(
-        self,
-        gx: torch.Tensor,
-        h_rec: torch.Tensor,
-        state: tuple[torch.Tensor, ...],
-        w_hh_t: torch.Tensor,
-        b_hh: torch.Tensor | None,
-        ln_hh: tuple[torch.Tensor, torch.Tensor] | None,
-    ) -> tuple[torch.Tensor, ...]:
-        """Advance one step; return the new state tuple, whose first entry is ``h_t`` (B, H)."""
-        raise NotImplementedError
+    def scan_kind(self) -> str | None:
+        """The recurrence the hand-written BPTT engines (the Python scan and the native kernel) know this cell as
+        (``"lstm"``, ``"gru"``, ``"gru_rb"``, ``"rnn"``), or None: then only autograd runs it."""
+        return None
 
-    def recurrent(
-        self,
-        h: torch.Tensor,
-        w_hh_t: torch.Tensor,
-        b_hh: torch.Tensor | None,
-        ln_hh: tuple[torch.Tensor, torch.Tensor] | None,
-    ) -> torch.Tensor:
-        """``W_hh h + b_hh`` (B, G*H), layer-normalised per gate when ``ln_hh`` is given."""
-        a = h @ w_hh_t if b_hh is None else torch.addmm(b_hh, h, w_hh_t)
-        if ln_hh is not None:
-            a = gate_norm(a, ln_hh[0], ln_hh[1], w_hh_t.shape[1] // self.hidden_size)
-        return a
+    def keras_bias_rows(self) -> int:
+        """Rows of the Keras bias array: 1, or 2 where Keras keeps separate input and recurrent biases."""
+        return 1
+
+    def reference_options(self) -> dict[str, object]:
+        """Keyword options of ``rnnkit.reference.forward`` for this cell."""
+        return {"activation": self.activation_name, "recurrent_activation": self.recurrent_activation_name}
 
     def options(self) -> dict[str, object]:
         """The cell's constructor options, for ``repr`` and config files."""
         return {"activation": self.activation_name, "recurrent_activation": self.recurrent_activation_name}
+
+    # ------------------------------------------------------------------ math
+    def input_projection(self, x: torch.Tensor, p: Params) -> torch.Tensor:
+        """``W_xh x + b_xh`` for all steps at once: x (B, T, D) -> (B, T, G*H)."""
+        return F.linear(x, p["weight_ih"], p["bias_ih"])
+
+    def recurrent(self, h: torch.Tensor, p: Params, rows: slice | None = None) -> torch.Tensor:
+        """``W_hh h + b_hh`` (B, G*H), layer-normalised per gate when the layer has layer norm; ``rows`` limits it
+        to some gate blocks (a slice of the G*H rows)."""
+        w, b, g, s = p["weight_hh"], p["bias_hh"], p.get("ln_hh_weight"), p.get("ln_hh_bias")
+        if rows is not None:
+            w, b = w[rows], (None if b is None else b[rows])
+            g, s = (None, None) if g is None else (g[rows], s[rows])
+        a = h @ w.t() if b is None else torch.addmm(b, h, w.t())
+        if g is not None:
+            a = gate_norm(a, g, s, w.shape[0] // self.hidden_size)
+        return a
+
+    def step(self, gx: torch.Tensor, h_rec: torch.Tensor, state: tuple[torch.Tensor, ...],
+             p: Params) -> tuple[torch.Tensor, ...]:
+        """Advance one step; return the new state tuple, whose first entry is ``h_t`` (B, P)."""
+        raise NotImplementedError
+
+    def gates(self, gx: torch.Tensor, h: torch.Tensor, p: Params) -> dict[str, torch.Tensor]:
+        """The values of :attr:`sigmoid_gates` at one step (B, H) each, for diagnostics; ``{}`` for none."""
+        return {}

@@ -13,18 +13,23 @@ import torch
 from torch import nn
 
 from rnnkit.layers.activations import Activation
-from rnnkit.layers.cell import Cell, gate_norm
+from rnnkit.layers.cell import Cell, Params
 from rnnkit.layers.recurrent import Recurrent
+from rnnkit.layers.registry import register_cell
 
 
 class GRUCell(Cell):
     """One GRU step; ``reset_after`` picks where the reset gate acts (see the module docstring)."""
 
+    name = "gru"
     num_gates = 3
+    gate_names = ("reset", "update", "new")
+    sigmoid_gates = ("reset", "update")
     num_states = 1
     keras_gate_order = (1, 0, 2)  # Keras stores z, r, h; torch r, z, n
     torch_class = nn.GRU
     native_on_cpu = True  # torch's CPU GRU steps through ATen ops; rnnkit's kernel is 1.4-3x faster
+    reference = True
 
     def __init__(
         self,
@@ -34,40 +39,50 @@ class GRUCell(Cell):
         reset_after: bool = True,
     ) -> None:
         super().__init__(hidden_size, activation, recurrent_activation)
-        self.reset_after = reset_after
+        self.reset_after = bool(reset_after)
 
     def fused_mode(self) -> str | None:
         default = self.activation_name == "tanh" and self.recurrent_activation_name == "sigmoid"
         return "GRU" if default and self.reset_after else None
 
-    def step(self, gx, h_rec, state, w_hh_t, b_hh, ln_hh):  # noqa: D102 - see Cell.step
-        h, H = state[0], self.hidden_size
-        x_r, x_z, x_n = gx.chunk(3, 1)
-        if self.reset_after:
-            a_r, a_z, a_n = self.recurrent(h_rec, w_hh_t, b_hh, ln_hh).chunk(3, 1)
-            r, z = self.rec_act(x_r + a_r), self.rec_act(x_z + a_z)
-            n = self.act(x_n + r * a_n)
-        else:
-            b_rz, b_n = (None, None) if b_hh is None else (b_hh[: 2 * H], b_hh[2 * H :])
-            ln_rz = None if ln_hh is None else (ln_hh[0][: 2 * H], ln_hh[1][: 2 * H])
-            a_r, a_z = self.recurrent(h_rec, w_hh_t[:, : 2 * H], b_rz, ln_rz).chunk(2, 1)
-            r, z = self.rec_act(x_r + a_r), self.rec_act(x_z + a_z)
-            a_n = (r * h_rec) @ w_hh_t[:, 2 * H :]
-            if b_n is not None:
-                a_n = a_n + b_n
-            if ln_hh is not None:
-                a_n = gate_norm(a_n, ln_hh[0][2 * H :], ln_hh[1][2 * H :], 1)
-            n = self.act(x_n + a_n)
-        return (n + z * (h - n),)
+    def scan_kind(self) -> str | None:
+        return "gru" if self.reset_after else "gru_rb"
+
+    def reference_options(self) -> dict[str, object]:
+        return {**super().reference_options(), "reset_after": self.reset_after}
 
     def options(self) -> dict[str, object]:
         return {**super().options(), "reset_after": self.reset_after}
 
+    def keras_bias_rows(self) -> int:
+        """Keras stores the GRU bias as (2, 3H) (input and recurrent rows) with ``reset_after=True``."""
+        return 2 if self.reset_after else 1
 
+    def step(self, gx, h_rec, state, p: Params):  # noqa: D102 - see Cell.step
+        h, H = state[0], self.hidden_size
+        x_r, x_z, x_n = gx.chunk(3, 1)
+        if self.reset_after:
+            a_r, a_z, a_n = self.recurrent(h_rec, p).chunk(3, 1)
+            r, z = self.rec_act(x_r + a_r), self.rec_act(x_z + a_z)
+            n = self.act(x_n + r * a_n)
+        else:
+            a_r, a_z = self.recurrent(h_rec, p, slice(0, 2 * H)).chunk(2, 1)
+            r, z = self.rec_act(x_r + a_r), self.rec_act(x_z + a_z)
+            n = self.act(x_n + self.recurrent(r * h_rec, p, slice(2 * H, 3 * H)))
+        return (n + z * (h - n),)
+
+    def gates(self, gx, h, p: Params) -> dict[str, torch.Tensor]:
+        H = self.hidden_size
+        a = self.recurrent(h, p, slice(0, 2 * H)) if not self.reset_after else self.recurrent(h, p)[:, : 2 * H]
+        a_r, a_z = (gx[:, : 2 * H] + a).chunk(2, 1)
+        return {"reset": self.rec_act(a_r), "update": self.rec_act(a_z)}
+
+
+@register_cell
 class GRU(Recurrent):
-    """GRU layer with torch.nn.GRU's weights and rnnkit's interface.
+    """GRU layer with torch.nn.GRU's weights and call (``out, h = gru(x, h0)``).
 
-    ``reset_after=True`` with default activations runs torch's fused kernel; ``reset_after=False``
+    ``reset_after=True`` with default activations can run torch's fused kernel; ``reset_after=False``
     (the original formulation, Keras' option of the same name) runs rnnkit's own loop.
     """
 
@@ -88,6 +103,8 @@ class GRU(Recurrent):
         reset_after: bool = True,
         bias: bool = True,
         batch_first: bool = True,
+        merge_mode: str | None = "concat",
+        engine: str = "auto",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -95,5 +112,6 @@ class GRU(Recurrent):
             GRUCell(hidden_size, activation, recurrent_activation, reset_after),
             input_size, hidden_size, num_layers,
             bidirectional=bidirectional, dropout=dropout, recurrent_dropout=recurrent_dropout,
-            layer_norm=layer_norm, bias=bias, batch_first=batch_first, device=device, dtype=dtype,
+            layer_norm=layer_norm, bias=bias, batch_first=batch_first, merge_mode=merge_mode, engine=engine,
+            device=device, dtype=dtype,
         )

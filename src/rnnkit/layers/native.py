@@ -5,30 +5,38 @@ recurrent dropout, lengths) for the LSTM, the GRU (both ``reset_after`` conventi
 step is one GEMM (two for the GRU with ``reset_after=False``) plus one C++ pass over the batch rows instead of
 ~30 torch ops, which is what the Python loop spends its time on at small sizes.
 
-It is compiled with ``torch.utils.cpp_extension`` (gcc and ninja) the first time a layer runs its own loop on
-the CPU (about 25 s on two cores, once; the library is cached under ``~/.cache/rnnkit/native`` or
-``$RNNKIT_NATIVE_CACHE``, keyed by a hash of the sources, flags and torch version). Where no
-C++ compiler is present or the build fails, rnnkit warns once and the Python scan runs instead — same
-results, slower. ``RNNKIT_NATIVE=0`` turns the kernel off.
+It is compiled with ``torch.utils.cpp_extension`` (gcc and ninja) by the first forward pass that needs it (the
+message states how long it took; about 25 s on two idle cores, over a minute on a busy one). The library is
+cached under ``~/.cache/rnnkit/native`` or ``$RNNKIT_NATIVE_CACHE``, keyed by a hash of the sources, flags
+and torch version. :func:`available` answers without compiling anything. Where no C++ compiler is present or
+the build fails, rnnkit warns once and the Python scan runs instead — same results, slower.
+``RNNKIT_NATIVE=0`` turns the kernel off.
+
+For ``torch.export`` and ``torch.compile`` the kernel is wrapped as the ``torch.library`` custom ops
+``rnnkit::native_scan`` and ``rnnkit::native_scan_backward``, with fake (meta) kernels that give every
+output's shape from the inputs' and an autograd formula, so graphs trace it as one opaque node.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import shutil
 import sys
+import time
 import warnings
 from pathlib import Path
 
 import torch
-from torch.autograd.function import once_differentiable
 
 Tensor = torch.Tensor
 CSRC = Path(__file__).with_name("csrc")
 SOURCES = ("scan_ops.cpp", "scan_float.cpp", "scan_double.cpp")  # and scan.h, the kernels they share
 KINDS = {"lstm": 0, "gru": 1, "rnn": 2, "gru_rb": 3}  # gru: reset_after=True; gru_rb: reset_after=False
+NUM_GATES = {0: 4, 1: 3, 2: 1, 3: 3}
 ACT_CODES = {"tanh": 0, "sigmoid": 1, "relu": 2, "identity": 3, "hard_sigmoid": 4, "hard_sigmoid_keras2": 5}
-_state: dict[str, bool] = {}
+_state: dict[str, object] = {}  # "ok": bool once a build was tried; "why": the reason it is unavailable
 
 
 def _cpu_flags() -> list[str]:
@@ -40,49 +48,120 @@ def _cpu_flags() -> list[str]:
     return ["-mavx2", "-mfma"] if {"avx2", "fma"} <= words else []
 
 
-def _build() -> None:
-    """Compile (or load the cached build of) the kernel; raises when that fails."""
-    from torch.utils import cpp_extension
+def _flags() -> list[str]:
+    # -fopenmp: at::parallel_for splits a step's rows over torch's threads (the extension links the libgomp
+    # torch has already loaded); -fno-trapping-math lets gcc vectorise the selects in the activations.
+    return ["-O3", "-fopenmp", "-fno-trapping-math", *_cpu_flags()]
 
-    try:  # the ninja wheel's binary, which is not on PATH when the venv is not activated
+
+def build_dir() -> Path:
+    """Where the build for these sources, flags and torch version lives (whether or not it exists yet)."""
+    root = Path(os.environ.get("RNNKIT_NATIVE_CACHE", Path.home() / ".cache" / "rnnkit" / "native"))
+    return root / _build_name()
+
+
+@functools.cache
+def _build_name() -> str:
+    digest = hashlib.sha256(" ".join([*_flags(), torch.__version__]).encode())
+    for path in sorted(CSRC.iterdir()):
+        if path.is_file():
+            digest.update(path.name.encode() + path.read_bytes())
+    return f"rnnkit_native_{digest.hexdigest()[:12]}"
+
+
+def _ninja_on_path() -> bool:
+    """Put the ninja wheel's binary on PATH (it is not there when the venv is not activated); True if found."""
+    try:
         import ninja
 
         if ninja.BIN_DIR not in os.environ.get("PATH", "").split(os.pathsep):
             os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
     except ImportError:
         pass
+    return shutil.which("ninja") is not None
 
-    # -fopenmp: at::parallel_for splits a step's rows over torch's threads (the extension links the libgomp
-    # torch has already loaded); -fno-trapping-math lets gcc vectorise the selects in the activations.
-    flags = ["-O3", "-fopenmp", "-fno-trapping-math", *_cpu_flags()]
-    digest = hashlib.sha256(" ".join([*flags, torch.__version__]).encode())
-    for path in sorted(CSRC.iterdir()):
-        digest.update(path.name.encode() + path.read_bytes())
-    name = f"rnnkit_native_{digest.hexdigest()[:12]}"
-    build = Path(os.environ.get("RNNKIT_NATIVE_CACHE", Path.home() / ".cache" / "rnnkit" / "native")) / name
-    if not (build / f"{name}.so").exists():
-        print(f"rnnkit: compiling the native recurrent kernel, once (about 25 s on two cores), into {build}",
-              file=sys.stderr)
+
+def _compiler() -> str | None:
+    """The C++ compiler torch.utils.cpp_extension would use, if it is on PATH."""
+    cxx = os.environ.get("CXX", "c++")
+    return shutil.which(cxx) or shutil.which("g++")
+
+
+def _build() -> None:
+    """Compile (or load the cached build of) the kernel; raises when that fails."""
+    from torch.utils import cpp_extension
+
+    _ninja_on_path()
+    build = build_dir()
+    name = build.name
+    cached = (build / f"{name}.so").exists()
+    start = time.perf_counter()
+    if not cached:
+        print(f"rnnkit: compiling the native recurrent kernel, once, into {build} (about 25 s on two idle cores)",
+              file=sys.stderr, flush=True)
     build.mkdir(parents=True, exist_ok=True)
-    cpp_extension.load(name=name, sources=[str(CSRC / s) for s in SOURCES], extra_cflags=flags,
+    cpp_extension.load(name=name, sources=[str(CSRC / s) for s in SOURCES], extra_cflags=_flags(),
                        extra_ldflags=["-fopenmp"], build_directory=str(build), is_python_module=False, verbose=False)
+    _state["build_s"] = time.perf_counter() - start
+    if not cached:
+        print(f"rnnkit: native kernel built in {_state['build_s']:.0f} s", file=sys.stderr, flush=True)
+
+
+def why_unavailable() -> str | None:
+    """Why the kernel cannot run here (with the fix), or None when it can — built already, or buildable: a C++
+    compiler and ninja are present. Never compiles."""
+    if os.environ.get("RNNKIT_NATIVE", "1") == "0":
+        return "turned off by RNNKIT_NATIVE=0 (unset it to use the kernel)"
+    if _state.get("ok") is False:
+        return str(_state.get("why", "its build failed"))
+    if _state.get("ok"):
+        return None
+    build = build_dir()
+    if (build / f"{build.name}.so").exists():
+        return None
+    if _compiler() is None:
+        return "no C++ compiler on PATH to build it (install g++, or set CXX)"
+    if not _ninja_on_path():
+        return "ninja is not installed to build it (pip install ninja)"
+    return None
+
+
+def available() -> bool:
+    """Whether the kernel can run (already built, or buildable on first use); never compiles."""
+    return why_unavailable() is None
+
+
+def is_built() -> bool:
+    """Whether the kernel is loaded in this process."""
+    return bool(_state.get("ok"))
 
 
 def enabled() -> bool:
-    """Whether the native kernel is available: built (building it now if needed) and not turned off."""
+    """Load the kernel (building it now if needed); True when it is ready to run."""
     if "ok" not in _state:
+        why = why_unavailable()
         _state["ok"] = False
-        if os.environ.get("RNNKIT_NATIVE", "1") != "0":
+        if why is not None:
+            _state["why"] = why
+        else:
             try:
                 _build()
                 _state["ok"] = hasattr(torch.ops.rnnkit_native, "scan_forward")
+                if not _state["ok"]:
+                    _state["why"] = "the built library registered no rnnkit_native ops"
             except Exception as exc:  # no compiler, no ninja, a failed build: the Python scan runs instead
                 lines = str(exc).strip().splitlines() or [type(exc).__name__]
                 first = next((ln for ln in lines if "error:" in ln), lines[0])[:200]
-                warnings.warn(f"rnnkit: native recurrent kernel unavailable ({first}); using the Python scan, which "
-                              "gives the same results more slowly (RNNKIT_NATIVE=0 skips the build)",
+                _state["why"] = f"its build failed: {first}"
+                warnings.warn(f"rnnkit: native recurrent kernel unavailable ({_state['why']}); using the Python "
+                              "scan, which gives the same results more slowly (RNNKIT_NATIVE=0 skips the build)",
                               RuntimeWarning, stacklevel=2)
-    return _state["ok"]
+    return bool(_state["ok"])
+
+
+def build_seconds() -> float:
+    """Seconds this process spent building or loading the kernel (0 before it did)."""
+    return float(_state.get("build_s", 0.0))
 
 
 def empty_cache() -> int:
@@ -96,61 +175,124 @@ def empty_cache() -> int:
 
 
 def supports_dtype(dtype: torch.dtype) -> bool:
-    """Whether the kernel is available (building it if needed) and runs this dtype."""
-    return dtype in (torch.float32, torch.float64) and enabled()
+    """Whether the kernel runs this dtype (float32, float64)."""
+    return dtype in (torch.float32, torch.float64)
 
 
-def supports(kind: str, gx: Tensor, act: str, rec_act: str) -> bool:
-    """Whether the kernel can run this scan: a cell it has, CPU, float32/float64, activations it knows (builds
-    the kernel on the first call)."""
-    return (kind in KINDS and gx.device.type == "cpu" and act in ACT_CODES and rec_act in ACT_CODES
-            and supports_dtype(gx.dtype))
+# ---------------------------------------------------------------------------------------------- the ops
+# Outputs of the forward op, in order: out (B, T, H), hT (B, H), cT (B, H) for the LSTM else (0,), then what the
+# backward op needs: A (B, T, G) gate activations, Hp (B, T, H) states entering each step, Cp (B, T, H) cell
+# states (LSTM) else (0,), X2 (B, T, H) (GRU: the n gate's recurrent input; LSTM: φ(c)) else (0,), Hr (B, T, H)
+# h_{t-1} after recurrent dropout, or (0,) without dropout (then it is Hp), Z (T, B, G) raw recurrent projections
+# with layer norm else (0,), S (B, T, 2, 8) layer-norm statistics. Outputs never alias inputs or each other.
+def _forward_shapes(kind: int, B, T, G, has_drop: bool, ln_hh: bool) -> list[tuple]:
+    H = G // NUM_GATES[kind]
+    lstm, rnn = kind == KINDS["lstm"], kind == KINDS["rnn"]
+    return [(B, T, H), (B, H), (B, H) if lstm else (0,), (B, T, G), (B, T, H), (B, T, H) if lstm else (0,),
+            (0,) if rnn else (B, T, H), (B, T, H) if has_drop else (0,), (T, B, G) if ln_hh else (0,),
+            (B, T, 2, 8)]
 
 
-class NativeScanFunction(torch.autograd.Function):
-    """One layer and direction of an LSTM, GRU or RNN as one autograd node, stepped by the C++ kernel.
+@torch.library.custom_op("rnnkit::native_scan", mutates_args=())
+def native_scan(kind: int, act: int, rec: int, gx: Tensor, w: Tensor, b: Tensor | None, g_hh: Tensor | None,
+                s_hh: Tensor | None, g_ih: Tensor | None, s_ih: Tensor | None, drop: Tensor | None,
+                live: Tensor | None, h0: Tensor, c0: Tensor) -> list[Tensor]:
+    """One layer and direction forward (see the shapes above); ``live`` (B, T) uint8 marks live steps, ``c0`` is
+    (B, H) for the LSTM else (0,)."""
+    if not enabled():
+        raise RuntimeError(f"rnnkit's native kernel is unavailable: {_state.get('why')}")
+    res = list(torch.ops.rnnkit_native.scan_forward(kind, gx.contiguous(), w.contiguous(), b, g_hh, s_hh, g_ih,
+                                                     s_ih, drop, live, h0.contiguous(), c0.contiguous(), act, rec))
+    if drop is None:
+        res[7] = gx.new_empty(0)  # Hr is Hp itself without dropout
+    if g_hh is None:
+        res[8] = gx.new_empty(0)  # one step's scratch only
+    return res
 
-    ``apply(kind, act, rec_act, gx, w_hh, b_hh, ln_hh_gain, ln_hh_shift, ln_ih_gain, ln_ih_shift, drop, active,
-    h0, c0)`` with the codes of :data:`KINDS` and :data:`ACT_CODES`, gx (B, T, G*H) = ``W_ih x + b_ih``
-    *before* the input-side layer norm (the kernel applies it when ``ln_ih_gain`` is given), w_hh (G*H, H),
-    the biases, gains and shifts (G*H,) or None, drop (B, H) the recurrent-dropout mask or None, active (B, T)
-    bool or None, h0 (B, H) and, for the LSTM, c0 (B, H) (else None). Returns outputs (B, T, H), h_T and, for
-    the LSTM, c_T.
-    """
 
-    @staticmethod
-    def forward(ctx, kind, act, rec, gx, w, b, g_hh, s_hh, g_ih, s_ih, drop, active, h0, c0):  # noqa: D102
-        live = None if active is None else active.to(torch.uint8).contiguous()
-        gx = gx.contiguous()
-        c0 = h0.new_empty(0) if c0 is None else c0.contiguous()
-        out, hT, cT, A, Hp, Cp, X2, Hr, Z, S = torch.ops.rnnkit_native.scan_forward(
-            kind, gx, w.contiguous(), b, g_hh, s_hh, g_ih, s_ih, drop, live, h0.contiguous(), c0, act, rec)
-        ctx.codes = kind, act, rec
-        ctx.flags = b is not None, g_hh is not None, g_ih is not None
-        ctx.save_for_backward(w, g_hh, g_ih, drop, live, gx, A, Hp, Cp, X2, Hr, Z, S)
-        return (out, hT, cT) if kind == KINDS["lstm"] else (out, hT)
+@native_scan.register_fake
+def _(kind, act, rec, gx, w, b, g_hh, s_hh, g_ih, s_ih, drop, live, h0, c0):
+    B, T, G = gx.shape
+    return [gx.new_empty(s) for s in _forward_shapes(kind, B, T, G, drop is not None, g_hh is not None)]
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dout, dhT, dcT=None):  # noqa: D102
-        w, g_hh, g_ih, drop, live, gx, A, Hp, Cp, X2, Hr, Z, S = ctx.saved_tensors
-        kind, act, rec = ctx.codes
-        need = ctx.needs_input_grad
-        dcT = dhT.new_empty(0) if dcT is None else dcT.contiguous()
-        rb = kind == KINDS["gru_rb"]
-        dX, dZ, dh0, dc0, sums = torch.ops.rnnkit_native.scan_backward(
-            kind, dout.contiguous(), dhT.contiguous(), dcT, w.contiguous(), g_hh, g_ih, drop, live, gx, A, Hp,
-            Hr if rb else Cp, X2, Z, S, act, rec, need[12] or need[13])
-        has_b, ln_hh, ln_ih = ctx.flags
-        B, T, G = dZ.shape
-        dz2 = dZ.view(B * T, G)
-        if rb:  # W_hrz reads h_rec, W_hn reads r ⊙ h_rec (kept in X2)
-            H = G // 3
-            dw = torch.cat([dz2[:, : 2 * H].t().mm(Hr.view(B * T, H)), dz2[:, 2 * H:].t().mm(X2.view(B * T, H))])
-        else:
-            dw = dz2.t().mm(Hr.view(B * T, -1))  # all steps' W_hh gradient in one matmul
-        db = dz2.sum(0) if has_b else None
-        g_hh_grad, s_hh_grad = (sums[0], sums[1]) if ln_hh else (None, None)
-        g_ih_grad, s_ih_grad = (sums[2], sums[3]) if ln_ih else (None, None)
-        return (None, None, None, dX, dw, db, g_hh_grad, s_hh_grad, g_ih_grad, s_ih_grad, None, None,
-                dh0 if need[12] else None, dc0 if need[13] else None)
+
+@torch.library.custom_op("rnnkit::native_scan_backward", mutates_args=())
+def native_scan_backward(kind: int, act: int, rec: int, dout: Tensor, dhT: Tensor, dcT: Tensor, w: Tensor,
+                         g_hh: Tensor | None, g_ih: Tensor | None, drop: Tensor | None, live: Tensor | None,
+                         gx: Tensor, A: Tensor, Hp: Tensor, Cp: Tensor, X2: Tensor, Hr: Tensor, Z: Tensor,
+                         S: Tensor, need_h0: bool) -> list[Tensor]:
+    """BPTT of :func:`native_scan`: returns dX (B, T, G) wrt gx, dZ (B, T, G) wrt the recurrent projections (or
+    (0,) when it equals dX), dh0 (B, H), dc0 (B, H) or (0,), and the layer-norm sums (4, G) or (4, 0)."""
+    if not enabled():
+        raise RuntimeError(f"rnnkit's native kernel is unavailable: {_state.get('why')}")
+    rb = kind == KINDS["gru_rb"]
+    hr = Hr if Hr.numel() else Hp
+    res = list(torch.ops.rnnkit_native.scan_backward(
+        kind, dout.contiguous(), dhT.contiguous(), dcT.contiguous(), w.contiguous(), g_hh, g_ih, drop, live, gx,
+        A, Hp, hr if rb else Cp, X2, Z if Z.numel() else A.new_empty(1, 1, 1), S, act, rec, need_h0))
+    if res[1].data_ptr() == res[0].data_ptr():
+        res[1] = A.new_empty(0)
+    return res
+
+
+@native_scan_backward.register_fake
+def _(kind, act, rec, dout, dhT, dcT, w, g_hh, g_ih, drop, live, gx, A, Hp, Cp, X2, Hr, Z, S, need_h0):
+    B, T, G = A.shape
+    H = G // NUM_GATES[kind]
+    ln_hh, ln_ih = g_hh is not None, g_ih is not None
+    shared = not ln_hh and not ln_ih if kind == KINDS["gru_rb"] else kind != KINDS["gru"] and not ln_hh and not ln_ih
+    return [A.new_empty(B, T, G), A.new_empty((0,) if shared else (B, T, G)), A.new_empty(B, H),
+            A.new_empty((B, H) if kind == KINDS["lstm"] else (0,)), A.new_empty(4, G if ln_hh or ln_ih else 0)]
+
+
+def _setup(ctx, inputs, output) -> None:
+    kind, act, rec, gx, w, b, g_hh, s_hh, g_ih, s_ih, drop, live, h0, c0 = inputs
+    _, _, _, A, Hp, Cp, X2, Hr, Z, S = output
+    ctx.codes = kind, act, rec
+    ctx.flags = b is not None, g_hh is not None, g_ih is not None, drop is not None
+    ctx.save_for_backward(w, g_hh, g_ih, drop, live, gx, A, Hp, Cp, X2, Hr, Z, S)
+
+
+def _backward(ctx, grads):
+    dout, dhT, dcT = grads[0], grads[1], grads[2]
+    w, g_hh, g_ih, drop, live, gx, A, Hp, Cp, X2, Hr, Z, S = ctx.saved_tensors
+    kind, act, rec = ctx.codes
+    has_b, ln_hh, ln_ih, has_drop = ctx.flags
+    need = ctx.needs_input_grad
+    B, T, G = A.shape
+    H = G // NUM_GATES[kind]
+    dout = torch.zeros_like(Hp) if dout is None else dout
+    dhT = Hp.new_zeros(B, H) if dhT is None else dhT
+    dcT = (Hp.new_zeros(B, H) if dcT is None else dcT) if kind == KINDS["lstm"] else Hp.new_empty(0)
+    dX, dZ, dh0, dc0, sums = native_scan_backward(kind, act, rec, dout, dhT, dcT, w, g_hh, g_ih, drop, live, gx,
+                                                  A, Hp, Cp, X2, Hr, Z, S, bool(need[12] or need[13]))
+    dZ = dX if dZ.numel() == 0 else dZ
+    hr = Hr if has_drop else Hp
+    dz2 = dZ.reshape(B * T, G)
+    if kind == KINDS["gru_rb"]:  # W_hrz reads h_rec, W_hn reads r ⊙ h_rec (kept in X2)
+        dw = torch.cat([dz2[:, : 2 * H].t().mm(hr.reshape(B * T, H)), dz2[:, 2 * H:].t().mm(X2.reshape(B * T, H))])
+    else:
+        dw = dz2.t().mm(hr.reshape(B * T, H))  # all steps' W_hh gradient in one matmul
+    db = dz2.sum(0) if has_b else None
+    g_hh_grad, s_hh_grad = (sums[0], sums[1]) if ln_hh else (None, None)
+    g_ih_grad, s_ih_grad = (sums[2], sums[3]) if ln_ih else (None, None)
+    return (None, None, None, dX, dw, db, g_hh_grad, s_hh_grad, g_ih_grad, s_ih_grad, None, None,
+            dh0 if need[12] else None, dc0 if need[13] and kind == KINDS["lstm"] else None)
+
+
+native_scan.register_autograd(_backward, setup_context=_setup)
+
+
+def scan(kind: str, act: str, rec: str, gx: Tensor, w: Tensor, b: Tensor | None, g_hh: Tensor | None,
+         s_hh: Tensor | None, g_ih: Tensor | None, s_ih: Tensor | None, drop: Tensor | None, active: Tensor | None,
+         h0: Tensor, c0: Tensor | None) -> tuple[Tensor, ...]:
+    """One layer and direction through the kernel: gx (B, T, G*H) = ``W_ih x + b_ih`` *before* the input-side
+    layer norm (applied in the kernel when ``g_ih`` is given), w (G*H, H), the biases, gains and shifts (G*H,) or
+    None, drop (B, H) the recurrent-dropout mask or None, active (B, T) bool or None, h0 (B, H) and, for the LSTM,
+    c0 (B, H). Returns outputs (B, T, H), h_T and, for the LSTM, c_T."""
+    live = None if active is None else active.to(torch.uint8).contiguous()
+    k = KINDS[kind]
+    c0 = h0.new_empty(0) if c0 is None else c0
+    res = native_scan(k, ACT_CODES[act], ACT_CODES[rec], gx.contiguous(), w, b, g_hh, s_hh, g_ih, s_ih, drop, live,
+                      h0, c0)
+    return (res[0], res[1], res[2]) if k == KINDS["lstm"] else (res[0], res[1])

@@ -162,24 +162,14 @@ class _Spec:
 
 
 def cell_spec(cell: Cell) -> _Spec | None:
-    """What :func:`scan` needs to know of a cell, or None when it cannot run it."""
-    # imported here: these modules import recurrent.py, which imports this one
-    from rnnkit.layers.gru import GRUCell
-    from rnnkit.layers.lstm import LSTMCell
-    from rnnkit.layers.rnn import RNNCell
-
-    cls = type(cell)
-    if cls.recurrent is not Cell.recurrent:
+    """What :func:`scan` needs to know of a cell (its ``scan_kind`` and named activations), or None when it cannot
+    run it (a cell with no hand-written BPTT, or an activation without a known derivative)."""
+    kind = cell.scan_kind()
+    if kind is None:
         return None
     act, rec = _act_name(cell.act), _act_name(cell.rec_act)
-    if cls.step is RNNCell.step:
-        kind, rec = "rnn", "identity"
-    elif cls.step is LSTMCell.step:
-        kind = "lstm"
-    elif cls.step is GRUCell.step:
-        kind = "gru" if cell.reset_after else "gru_rb"
-    else:
-        return None
+    if kind == "rnn":
+        rec = "identity"
     return None if act is None or rec is None else _Spec(kind, cell.hidden_size, act, rec)
 
 
@@ -507,32 +497,29 @@ def scan(
     cell: Cell,
     gx: Tensor,
     state: tuple[Tensor, ...],
-    w_hh: Tensor,
-    b_hh: Tensor | None,
-    ln_hh: tuple[Tensor, Tensor] | None,
+    p: dict[str, Tensor | None],
     active: Tensor | None,
     drop: Tensor | None,
-    ln_ih: tuple[Tensor, Tensor] | None = None,
-) -> tuple[Tensor, tuple[Tensor, ...]] | None:
-    """Run ``cell`` over gx (B, T, G*H) from ``state`` like ``Recurrent._scan``; None when unsupported.
+    use_native: bool = False,
+) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """Run ``cell`` over gx (B, T, G*H) from ``state``; the cell must have a :func:`cell_spec`.
 
-    ``active`` (B, T) bool marks live steps (finished sequences keep their state and emit zeros); ``drop``
-    (B, H) is the recurrent-dropout mask applied to h_{t-1} where it enters W_hh; ``ln_ih`` (gain, shift),
-    when given, is the per-gate layer norm still to be applied to gx (the native LSTM kernel fuses it into
-    its steps). Returns outputs (B, T, H) and the final state tuple.
+    ``p`` holds the layer and direction's parameters (``weight_hh``, ``bias_hh``, ``ln_*`` or None); gx is the
+    input projection *before* the input-side layer norm, which is applied here (fused into the native kernel's
+    steps). ``active`` (B, T) bool marks live steps (finished sequences keep their state and emit zeros);
+    ``drop`` (B, H) is the recurrent-dropout mask applied to h_{t-1} where it enters W_hh. ``use_native`` runs
+    the C++ kernel (:mod:`rnnkit.layers.native`). Returns outputs (B, T, H) and the final state tuple.
     """
     spec = cell_spec(cell)
-    if spec is None or gx.shape[1] == 0:
-        return None
-    gain, shift = ln_hh if ln_hh is not None else (None, None)
-    if native.supports(spec.kind, gx, spec.act, spec.rec_act):
-        codes = native.KINDS[spec.kind], native.ACT_CODES[spec.act], native.ACT_CODES[spec.rec_act]
-        g_ih, s_ih = ln_ih if ln_ih is not None else (None, None)
-        res = native.NativeScanFunction.apply(*codes, gx, w_hh, b_hh, gain, shift, g_ih, s_ih, drop, active,
-                                              state[0], state[1] if spec.kind == "lstm" else None)
-        return res[0], tuple(res[1:])
-    if ln_ih is not None:
-        gx = gate_norm(gx, *ln_ih, cell.num_gates)
+    assert spec is not None, "scan() called for a cell it cannot run"
+    gain, shift = p.get("ln_hh_weight"), p.get("ln_hh_bias")
+    g_ih, s_ih = p.get("ln_ih_weight"), p.get("ln_ih_bias")
     c0 = state[1] if spec.kind == "lstm" else None
-    res = ScanFunction.apply(spec, gx, w_hh, b_hh, gain, shift, drop, active, state[0], c0)
+    if use_native:
+        res = native.scan(spec.kind, spec.act, spec.rec_act, gx, p["weight_hh"], p["bias_hh"], gain, shift, g_ih,
+                          s_ih, drop, active, state[0], c0)
+        return res[0], tuple(res[1:])
+    if g_ih is not None:
+        gx = gate_norm(gx, g_ih, s_ih, cell.num_gates)
+    res = ScanFunction.apply(spec, gx, p["weight_hh"], p["bias_hh"], gain, shift, drop, active, state[0], c0)
     return res[0], tuple(res[1:])

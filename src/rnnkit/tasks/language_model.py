@@ -120,7 +120,7 @@ class RecurrentLM(nn.Module):
             if state is not None and resets is not None and bool(resets[:, a].any()):
                 keep = (~resets[:, a]).to(x.dtype)[None, :, None]  # (1, B, 1)
                 state = tuple(s * keep for s in state) if isinstance(state, tuple) else state * keep
-            out, state = self.rnn(x[:, a:b], state=state)
+            out, state = self.rnn(x[:, a:b], state)
             outs.append(out)
         out = outs[0] if len(outs) == 1 else torch.cat(outs, 1)  # (B, T, H)
         return self.head(self.drop(out)), state

@@ -140,7 +140,7 @@ class LongRangeNet(nn.Module):
         self.head = nn.Linear((2 if m.bidirectional else 1) * m.hidden_size, outputs)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        out, _ = self.rnn(x, lengths)  # (B, T, dirs*H)
+        out, _ = self.rnn(x, lengths=lengths)  # (B, T, dirs*H)
         return self.head(out) if self.per_step else self.head(out[:, -1]).squeeze(-1)
 
 

@@ -34,7 +34,7 @@ class ClassifierModelConfig(ModelConfig):
 
 
 def make_rnn(m: ModelConfig, input_size: int) -> nn.Module:
-    """The rnnkit recurrent layer described by ``m`` (batch-first)."""
+    """The rnnkit recurrent layer described by ``m`` (batch-first), built through the cell registry."""
     from rnnkit import layers
 
     kwargs: dict = dict(bidirectional=m.bidirectional, dropout=m.dropout, recurrent_dropout=m.recurrent_dropout,
@@ -43,10 +43,11 @@ def make_rnn(m: ModelConfig, input_size: int) -> nn.Module:
         kwargs["activation"] = m.activation
     if m.recurrent_activation is not None:
         kwargs["recurrent_activation"] = m.recurrent_activation
-    if m.cell == "gru":
+    if not m.reset_after:
         kwargs["reset_after"] = m.reset_after
-    cls = {"rnn": layers.RNN, "lstm": layers.LSTM, "gru": layers.GRU}[m.cell]
-    return cls(input_size, m.hidden_size, m.num_layers, **kwargs)
+    if m.engine != "auto":
+        kwargs["engine"] = m.engine
+    return layers.make_layer(m.cell, input_size, m.hidden_size, m.num_layers, **kwargs)
 
 
 class SequenceClassifier(nn.Module):
@@ -61,7 +62,7 @@ class SequenceClassifier(nn.Module):
         self.head = nn.Linear(self.directions * m.hidden_size, num_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        out, state = self.rnn(x, lengths)  # out (B, T, dirs*H), zeros at padded steps
+        out, state = self.rnn(x, lengths=lengths)  # out (B, T, dirs*H), zeros at padded steps
         if self.per_step:
             return self.head(self.drop(out))
         if self.pooling == "last":

@@ -133,7 +133,7 @@ class TextClassifier(nn.Module):
     def forward_embedded(self, emb: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """emb (B, T, E) -> logits; the entry point of integrated gradients."""
         masked = lengths is not None and not self.packed  # padded steps computed, then ignored (one direction)
-        out, state = self.rnn(self.emb_drop(emb), None if masked else lengths)  # out (B, T, dirs*H)
+        out, state = self.rnn(self.emb_drop(emb), lengths=None if masked else lengths)  # out (B, T, dirs*H)
         if self.pooling == "last" and masked:
             feats = out[torch.arange(out.shape[0]), lengths.to(out.device) - 1]  # output at each last real step
         elif self.pooling == "last":
