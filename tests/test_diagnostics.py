@@ -31,9 +31,9 @@ def test_traced_forward_equals_layer(cls, kw, ragged):
     layer = cls(3, 5, **kw).double()
     x = torch.randn(4, 7, 3, dtype=torch.float64)
     lengths = torch.tensor([7, 3, 5, 1]) if ragged else None
-    ref_out, ref_state = layer(x, lengths)
+    ref_out, ref_state = layer(x, lengths=lengths)
     with tracing(layer) as traces:
-        out, state = layer(x, lengths)
+        out, state = layer(x, lengths=lengths)
     torch.testing.assert_close(out, ref_out)
     for a, b in zip(ref_state if isinstance(ref_state, tuple) else (ref_state,),
                     state if isinstance(state, tuple) else (state,), strict=True):
@@ -203,7 +203,7 @@ def test_callback_keeps_a_stateful_tasks_carry(tmp_path):
         carry = torch.ones(1, 2, 3)
 
         def step(self, model, batch, device):
-            out, self.carry = model(batch, state=self.carry)
+            out, self.carry = model(batch, self.carry)
             from rnnkit.tasks.base import StepResult
 
             return StepResult(out.sum(), 2)

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 import rnnkit
-from rnnkit.layers import Recurrent
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -32,8 +31,8 @@ def test_cudnn_equals_torch_nn_and_cpu(cls, tcls):
     lengths = torch.tensor([12, 3, 7, 1, 9])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # flattened weights: cuDNN must not warn about non-contiguous weights
-        out_gpu, _ = layer(x.cuda(), lengths.cuda())
-    out_cpu, _ = cls.from_torch(ref)(x, lengths)
+        out_gpu, _ = layer(x.cuda(), lengths=lengths.cuda())
+    out_cpu, _ = cls.from_torch(ref)(x, lengths=lengths)
     torch.testing.assert_close(out_gpu.cpu(), out_cpu, atol=1e-4, rtol=1e-4)
 
 
@@ -46,13 +45,13 @@ def test_own_loop_on_gpu_matches_cpu(cls, kw):
     layer = cls(4, 8, 2, bidirectional=True, **kw).double()
     x = torch.randn(3, 10, 4, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([10, 4, 7])
-    out, _ = layer(x, lengths)
+    out, _ = layer(x, lengths=lengths)
     out.square().sum().backward()
     grads = [p.grad.clone() for p in layer.parameters()]
     layer.zero_grad()
     gpu = layer.cuda()
     xg = x.detach().cuda().requires_grad_()
-    out_g, _ = gpu(xg, lengths.cuda())
+    out_g, _ = gpu(xg, lengths=lengths.cuda())
     out_g.square().sum().backward()
     torch.testing.assert_close(out_g.cpu(), out.detach(), atol=1e-10, rtol=0)
     torch.testing.assert_close(xg.grad.cpu(), x.grad, atol=1e-10, rtol=0)
@@ -60,14 +59,15 @@ def test_own_loop_on_gpu_matches_cpu(cls, kw):
         torch.testing.assert_close(p.grad.cpu(), g, atol=1e-9, rtol=0)
 
 
-def test_loop_and_cudnn_agree_on_gpu(monkeypatch):
+def test_loop_and_cudnn_agree_on_gpu():
     torch.manual_seed(2)
     layer = rnnkit.LSTM(6, 32, 2, bidirectional=True).cuda()
     x = torch.randn(4, 20, 6, device="cuda")
     lengths = torch.tensor([20, 5, 13, 1], device="cuda")
-    out_fused, (h1, c1) = layer(x, lengths)
-    monkeypatch.setattr(Recurrent, "uses_fused_kernel", lambda self: False)
-    out_loop, (h2, c2) = layer(x, lengths)
+    assert layer.engine == "fused"
+    out_fused, (h1, c1) = layer(x, lengths=lengths)
+    layer.engine = "scan"
+    out_loop, (h2, c2) = layer(x, lengths=lengths)
     torch.testing.assert_close(out_loop, out_fused, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(c2, c1, atol=1e-5, rtol=1e-5)
 

@@ -59,8 +59,7 @@ class ModelConfig:
         if self.cell not in CELLS:
             close = difflib.get_close_matches(str(self.cell), list(CELLS), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"model.cell: '{self.cell}' is not a cell rnnkit has{hint}; use one of "
-                              f"{', '.join(sorted(CELLS))}")
+            raise ConfigError(f"model.cell: '{self.cell}' is not one of {', '.join(sorted(CELLS))}{hint}")
         _positive(self, "hidden_size", "num_layers")
         _fraction(self, "dropout", "recurrent_dropout")
         for key in ("activation", "recurrent_activation"):

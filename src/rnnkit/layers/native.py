@@ -107,6 +107,7 @@ def _build() -> None:
         print(f"rnnkit: native kernel built in {_state['build_s']:.0f} s", file=sys.stderr, flush=True)
 
 
+@torch.compiler.assume_constant_result  # compiled graphs take the answer as a constant instead of tracing it
 def why_unavailable() -> str | None:
     """Why the kernel cannot run here (with the fix), or None when it can — built already, or buildable: a C++
     compiler and ninja are present. Never compiles."""

@@ -247,8 +247,10 @@ class Recurrent(nn.Module):
         fused_ok = (self.cell.fused_mode() is not None and not self.layer_norm
                     and not (self.recurrent_dropout > 0 and self.training)
                     and not (self.bidirectional and self.merge_mode != "concat" and self.num_layers > 1))
-        if compiling and (lengths or (cpu and self.training)):
-            fused_ok = False  # packing is data-dependent; torch's CPU kernel does not compile in training
+        if compiling and (lengths or cpu or torch.compiler.is_exporting()):
+            # packing is data-dependent, torch's CPU kernel does not compile (aten.mkldnn_rnn_layer), and
+            # torch.export fixes the fused kernel's time steps to the example's
+            fused_ok = False
         if fused_ok and not (self.cell.native_on_cpu and native_ok):
             return "fused"
         if native_ok:
@@ -356,7 +358,7 @@ class Recurrent(nn.Module):
         lengths = self._check_lengths(lengths, batch, steps)
         state0 = self._check_hx(hx, batch, x, unbatched)
         engine = "autograd" if trace is not None else self._resolve(x.device, x.dtype, lengths is not None)
-        if engine == "native" and not native.enabled():  # the build failed (enabled() warned once)
+        if engine == "native" and not _tracing() and not native.enabled():  # the build failed (it warned once)
             if self._engine == "native":
                 raise RuntimeError(f"engine='native' cannot run: {native.why_unavailable()}")
             engine = "scan" if cell_spec(self.cell) is not None else "autograd"
