@@ -1,4 +1,4 @@
-"""The ``rnnkit`` command: demo, train, evaluate, predict, info.
+"""The ``rnnkit`` command: demo, train, evaluate, predict, export, info, and the task verbs.
 
 Every user mistake (bad config, bad data, missing file, corrupted checkpoint) prints one line
 ``rnnkit: error: ...`` on stderr and exits with status 2; a diverged training exits with 1.
@@ -278,6 +278,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from rnnkit.export import export_run
+
+    out, how = export_run(args.run, args.format, args.output, args.checkpoint)
+    print(f"exported {args.run} ({args.format}) to {out}")
+    print(how)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(prog="rnnkit", formatter_class=fmt,
@@ -403,6 +412,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--title", help="title of the plot")
     s.add_argument("--json", action="store_true", help="print the numbers as JSON lines")
     s.set_defaults(func=cmd_diagnose)
+
+    s = sub.add_parser("export", help="the trained model as ONNX or a torch.export program (dynamic batch/time)",
+                       formatter_class=fmt, epilog="examples:\n  rnnkit export runs/digits\n"
+                       "  rnnkit export runs/fine-foods --format pt2 --output fine_foods.pt2\n\n"
+                       "checks the exported graph against the model on the run's own inputs before writing;\n"
+                       "--format onnx needs pip install 'rnnkit[export]'; see docs/layers.md")
+    s.add_argument("run", help="run folder")
+    s.add_argument("--format", default="onnx", choices=["onnx", "pt2"], help="onnx (default) or pt2")
+    s.add_argument("--output", help="file to write (default: RUN/model.onnx or RUN/model.pt2)")
+    s.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("info", help="summary of a run folder: config, checkpoints, metrics",
                        formatter_class=fmt, epilog="examples:\n  rnnkit info runs/digits")

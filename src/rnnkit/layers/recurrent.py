@@ -302,16 +302,19 @@ class Recurrent(nn.Module):
         what = "(h0, c0)" if n == 2 else "h0"
         lead = self.num_layers * self.num_directions
         wants = [(lead, s) if unbatched else (lead, batch, s) for s in sizes]
-        expect = ", ".join(_shape(w) for w in wants)
+
+        def expect() -> str:  # only for messages: int() of a traced (symbolic) size would fix it
+            return ", ".join(_shape(w) for w in wants)
+
         if parts and isinstance(parts[0], torch.Tensor) and parts[0].dim() == 1 and not unbatched or (
                 isinstance(hx, list | tuple) and hx and all(isinstance(v, int) for v in hx)):
-            raise ValueError(f"the second positional argument is hx, the initial state {what} of shape {expect} "
+            raise ValueError(f"the second positional argument is hx, the initial state {what} of shape {expect()} "
                              "(torch.nn's convention); pass sequence lengths as lengths=...")
         if len(parts) != n or not all(isinstance(p, torch.Tensor) for p in parts):
-            raise ValueError(f"expected hx {what} of shape {expect}, got {len(parts)} item(s)")
+            raise ValueError(f"expected hx {what} of shape {expect()}, got {len(parts)} item(s)")
         for p, want in zip(parts, wants, strict=True):
             if tuple(p.shape) != want:
-                raise ValueError(f"expected hx {what} of shape {expect}, got {_shape(p)}")
+                raise ValueError(f"expected hx {what} of shape {expect()}, got {_shape(p)}")
         return tuple((p.unsqueeze(1) if unbatched else p).to(like.dtype) for p in parts)
 
     # ------------------------------------------------------------------ forward

@@ -29,6 +29,20 @@ from rnnkit.config import Config, DataConfig, ModelConfig
 
 
 @dataclass
+class ExportSpec:
+    """What ``rnnkit export`` exports of a trained model: ``module`` called as ``module(*inputs)``, with example
+    ``inputs`` (real ones from the run's data where it is at hand), their ``names``, the ``outputs``' names, each
+    input's dynamic axes (``{"x": {0: "batch", 1: "time"}}``) and one line on what the inputs are."""
+
+    module: nn.Module
+    inputs: tuple[torch.Tensor, ...]
+    names: list[str]
+    outputs: list[str]
+    dynamic: dict[str, dict[int, str]]
+    doc: str
+
+
+@dataclass
 class StepResult:
     """One training batch: ``loss_sum`` (scalar tensor with grad) summed over ``count`` items."""
 
@@ -130,6 +144,11 @@ class Task:
     def finalize_metrics(self, metrics: dict) -> dict:
         """The final ``metrics.json`` mapping before it is written (e.g. lift out baselines); default: as is."""
         return metrics
+
+    def export_spec(self, model: nn.Module, data: Any | None) -> ExportSpec:
+        """What to export of ``model`` (see :class:`ExportSpec`); ``data`` is a split of the run's data, or None
+        when the data is not at hand (then the example inputs are made up)."""
+        raise ValueError(f"task {self.name} runs cannot be exported yet")
 
     def report_sections(self, run_dir: Path, metrics: dict) -> list:
         """Extra :class:`rnnkit.report.Section` objects for the HTML report."""

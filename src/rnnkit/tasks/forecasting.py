@@ -28,7 +28,7 @@ from torch import nn
 
 from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
 from rnnkit.tasks import register_task
-from rnnkit.tasks.base import StepResult, Task
+from rnnkit.tasks.base import ExportSpec, StepResult, Task
 
 
 @dataclass
@@ -115,7 +115,23 @@ class Forecaster(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = _rnn_features(self.rnn, x, self.directions)
-        return self.head(self.drop(feats)).view(len(x), self.steps, self.outputs)
+        return self.head(self.drop(feats)).unflatten(-1, (self.steps, self.outputs))  # no fixed batch size
+
+
+class RelativeInput(nn.Module):
+    """The forecaster with ``data.relative``: the window is read relative to its last target value, which the
+    outputs add back; x (B, L, D) -> (B, S, K) on the scaled level (what the exported graph computes)."""
+
+    def __init__(self, model: nn.Module, gaussian: bool) -> None:
+        super().__init__()
+        self.model, self.gaussian = model, gaussian
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        base = x[:, -1:, :1]  # (B, 1, 1) the window's last target value
+        out = self.model(torch.cat([x[:, :, :1] - base, x[:, :, 1:]], 2))
+        if self.gaussian:
+            return torch.cat([out[..., :1] + base, out[..., 1:]], 2)
+        return out + base
 
 
 @dataclass(frozen=True)
@@ -307,11 +323,16 @@ class Forecasting(Task):
         """X (B, L, D) scaled -> outputs (B, S, K) on the scaled level (relative inputs handled here)."""
         if not self.cfg.data.relative:
             return model(X)
-        base = X[:, -1:, :1]  # (B, 1, 1) the window's last target value
-        out = model(torch.cat([X[:, :, :1] - base, X[:, :, 1:]], 2))
-        if self.cfg.model.loss == "gaussian":
-            return torch.cat([out[..., :1] + base, out[..., 1:]], 2)
-        return out + base
+        return RelativeInput(model, self.cfg.model.loss == "gaussian")(X)
+
+    def export_spec(self, model: nn.Module, data: Windows | None) -> ExportSpec:
+        L = self.cfg.data.lookback
+        x = data.X[:8] if data is not None and len(data) else torch.randn(4, L, self.input_size)
+        module = RelativeInput(model, self.cfg.model.loss == "gaussian") if self.cfg.data.relative else model
+        what = {"quantile": "quantiles", "gaussian": "mean and scale"}.get(self.cfg.model.loss, "point forecast")
+        return ExportSpec(module, (x.float(),), ["x"], ["forecast"], {"x": {0: "batch", 1: "time"}},
+                          f"x (batch, lookback={L}, {self.input_size}) float32 windows on the run's scaled level "
+                          f"(the scaler is in the run's state) -> (batch, {self.train_horizon} steps, {what})")
 
     def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Summed loss of outputs (B, S, K) against targets (B, S)."""

@@ -30,7 +30,7 @@ from torch import nn
 from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
 from rnnkit.data.corpus import Chunk, Detokenizer, TokenStream, Vocab, eval_layout, stream_chunk
 from rnnkit.tasks import register_task
-from rnnkit.tasks.base import StepResult, Task
+from rnnkit.tasks.base import ExportSpec, StepResult, Task
 from rnnkit.tasks.sequence_classification import make_rnn
 
 LN2 = math.log(2.0)
@@ -126,6 +126,19 @@ class RecurrentLM(nn.Module):
         return self.head(self.drop(out)), state
 
 
+class LMStep(nn.Module):
+    """The language model with its state as plain tensors: (ids (B, T), h0[, c0]) -> (logits (B, T, V), h_n[, c_n]),
+    so an exported graph can be stepped (feed h_n back) to generate."""
+
+    def __init__(self, model: RecurrentLM) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor | None = None):
+        logits, h = self.model(ids, h0 if c0 is None else (h0, c0))
+        return (logits, *(h if isinstance(h, tuple) else (h,)))
+
+
 def _detach(state):
     return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
@@ -215,6 +228,22 @@ class LanguageModel(Task):
     def load_state(self, state: dict) -> None:
         self.vocab = Vocab.from_dict(state["vocab"])
         self.counts = np.asarray(state["counts"], dtype=np.float64)
+
+    def export_spec(self, model: nn.Module, data: TokenStream | None) -> ExportSpec:
+        B, T = 2, 16
+        if data is not None and len(data.ids) >= B * T:
+            ids = torch.from_numpy(np.asarray(data.ids[: B * T], dtype=np.int64)).view(B, T)
+        else:
+            ids = torch.randint(0, len(self.vocab), (B, T), generator=torch.Generator().manual_seed(0))
+        rnn = model.rnn
+        sizes = rnn.cell.state_sizes()
+        state = tuple(torch.zeros(rnn.num_layers * rnn.num_directions, B, s) for s in sizes)
+        names = ["h0", "c0"][: len(sizes)]
+        return ExportSpec(LMStep(model), (ids, *state), ["ids", *names], ["logits", *("h_n", "c_n")[: len(sizes)]],
+                          {"ids": {0: "batch", 1: "time"}, **{n: {1: "batch"} for n in names}},
+                          f"ids (batch, time) int64 token ids of the run's vocabulary ({len(self.vocab)} tokens), "
+                          f"{' and '.join(names)} (layers, batch, H) float32 (zeros to start) -> logits (batch, time, "
+                          f"{len(self.vocab)}) and the state to feed back")
 
     def summary(self) -> dict:
         d = self.cfg.data

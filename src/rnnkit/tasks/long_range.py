@@ -34,7 +34,7 @@ from torch import nn
 
 from rnnkit.config import ConfigError, ModelConfig
 from rnnkit.tasks import register_task
-from rnnkit.tasks.base import StepResult, Task
+from rnnkit.tasks.base import ExportSpec, StepResult, Task
 from rnnkit.tasks.sequence_classification import make_rnn
 
 SPLITS = ("train", "val", "test")
@@ -204,6 +204,16 @@ class LongRange(Task):
 
     def check_input(self, x: np.ndarray, where: str) -> np.ndarray:
         raise NotImplementedError
+
+    def export_spec(self, model: nn.Module, data: Split | None) -> ExportSpec:
+        if data is not None and len(data):
+            x = data.X[:8]
+        else:
+            x = self.generate(4, np.random.default_rng(0)).X
+        if x.dtype == torch.int64:  # copy: the model reads one-hot tokens
+            x = F.one_hot(x, self.cfg.data.num_symbols + 2).float()
+        return ExportSpec(model, (x.float(),), ["x"], ["output"], {"x": {0: "batch", 1: "time"}},
+                          f"x (batch, time, {x.shape[-1]}) float32 as the task feeds the model -> its output")
 
     def build_model(self) -> nn.Module:
         raise NotImplementedError

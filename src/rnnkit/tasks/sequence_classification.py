@@ -19,7 +19,7 @@ from torch import nn
 
 from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
 from rnnkit.tasks import register_task
-from rnnkit.tasks.base import StepResult, Task
+from rnnkit.tasks.base import ExportSpec, StepResult, Task
 
 
 @dataclass
@@ -242,6 +242,21 @@ class SequenceClassification(Task):
             t = int(lengths.max())
             X, y = X[:, :t], (y[:, :t] if y.dim() == 2 else y)
         return Split(X, y, lengths)
+
+    def export_spec(self, model: nn.Module, data: Split | None) -> ExportSpec:
+        if data is not None and len(data):
+            idx = torch.arange(min(8, len(data)))
+            b = self.make_batch(data, idx)
+            x = b.X.float()
+            lengths = b.lengths if b.lengths is not None else torch.full((len(idx),), x.shape[1])
+        else:
+            x, lengths = torch.randn(4, 12, self.input_size), torch.tensor([12, 5, 9, 1])
+        out = "logits (batch, time, classes)" if self.per_step else "logits (batch, classes)"
+        return ExportSpec(model, (x, lengths.to(torch.int64)), ["x", "lengths"], ["logits"],
+                          {"x": {0: "batch", 1: "time"}, "lengths": {0: "batch"}},
+                          f"x (batch, time, {self.input_size}) float32 features as the run's data feeds them "
+                          f"(standardised when data.standardize), lengths (batch,) int64 -> {out}; classes in "
+                          f"order {list(self.classes)}")
 
     def _forward(self, model: nn.Module, batch: Split, device: torch.device):
         """-> logits (n, K) and labels (n,) of the valid items (sequences, or steps when per-step)."""

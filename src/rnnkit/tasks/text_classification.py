@@ -31,7 +31,7 @@ from torch import nn
 from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
 from rnnkit.data.text import Corpus, TextData, Tokenizer, Vocabulary
 from rnnkit.tasks import register_task
-from rnnkit.tasks.base import StepResult, Task, batch_indices
+from rnnkit.tasks.base import ExportSpec, StepResult, Task, batch_indices
 from rnnkit.tasks.sequence_classification import classification_metrics, confusion_matrix, make_rnn
 
 TABLES = ("csv", "tsv", "jsonl")
@@ -402,6 +402,19 @@ class TextClassification(Task):
     def make_batch(self, data: Corpus, idx: torch.Tensor) -> Batch:
         x, lengths = data.batch(idx)
         return Batch(x, lengths, data.y[idx])
+
+    def export_spec(self, model: nn.Module, data: Corpus | None) -> ExportSpec:
+        if data is not None and len(data):
+            b = self.make_batch(data, torch.arange(min(8, len(data))))
+            ids, lengths = b.x, b.lengths
+        else:
+            g = torch.Generator().manual_seed(0)
+            ids, lengths = torch.randint(2, len(self.vocab), (4, 16), generator=g), torch.tensor([16, 3, 9, 1])
+        out = "one logit (batch,) for the second class" if len(self.classes) == 2 else "logits (batch, classes)"
+        return ExportSpec(model, (ids, lengths.to(torch.int64)), ["ids", "lengths"], ["logits"],
+                          {"ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"}},
+                          f"ids (batch, time) int64 token ids from the run's vocabulary (0 pads), lengths (batch,) "
+                          f"int64 -> {out}; classes in order {list(self.classes)}")
 
     def loss_sum(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         w = None if self.weights is None else torch.tensor(self.weights, device=logits.device)
