@@ -231,7 +231,7 @@ class Stepper:
             return "cuDNN"
         if any("Mkldnn" in n for n in names):
             return "oneDNN"
-        if any(n.startswith("NativeScanFunction") for n in names):
+        if any(n.startswith("NativeScanFunction") or "rnnkit_native_scan" in n for n in names):
             return "rnnkit C++"
         if any(n.startswith("ScanFunction") for n in names):
             return "rnnkit scan"
@@ -320,7 +320,7 @@ def run_case(
             row = Row(
                 case=f"{case.key} {case.name}", cell=cell, variant=variant_label(options),
                 torch_ms=torch_ms, rnnkit_ms=rnnkit_ms, spread=spread,
-                engine="fused" if r_net.rnn.uses_fused_kernel() else "loop",
+                engine=r_net.rnn.engine,
                 rnnkit_kernel=r_step.kernel(), torch_kernel=t_step.kernel(),
                 gflops=gflops, gemm_fraction=gflops / gemm, floor=floor, goal=goal,
             )

@@ -131,10 +131,10 @@ def test_turned_off_or_unbuildable_falls_back(monkeypatch):
 
 @needs_native
 @pytest.mark.parametrize(("cls", "kw", "fn"), [
-    (rnnkit.LSTM, {"recurrent_dropout": 0.3}, "GeneratedBackwardFor_rnnkit_native_scan_defaultBackward"),
-    (rnnkit.GRU, {"layer_norm": True}, "GeneratedBackwardFor_rnnkit_native_scan_defaultBackward"),
-    (rnnkit.RNN, {"activation": "sigmoid"}, "GeneratedBackwardFor_rnnkit_native_scan_defaultBackward"),
-    (rnnkit.GRU, {"reset_after": False}, "GeneratedBackwardFor_rnnkit_native_scan_defaultBackward"),
+    (rnnkit.LSTM, {"recurrent_dropout": 0.3}, "NativeScanFunctionBackward"),
+    (rnnkit.GRU, {"layer_norm": True}, "NativeScanFunctionBackward"),
+    (rnnkit.RNN, {"activation": "sigmoid"}, "NativeScanFunctionBackward"),
+    (rnnkit.GRU, {"reset_after": False}, "NativeScanFunctionBackward"),
     (rnnkit.GRU, {"activation": torch.nn.functional.softsign}, "StackBackward0"),  # unknown: autograd loop
 ])
 def test_layers_use_the_native_kernel(cls, kw, fn):
