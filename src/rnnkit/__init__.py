@@ -3,6 +3,8 @@
 * :mod:`rnnkit.reference` - the textbook math in NumPy: forward pass, backpropagation through time,
   gradient checking.
 * :mod:`rnnkit.layers` - fast, flexible PyTorch layers with torch.nn's parameter layout.
+* ``rnnkit.SequenceClassifier``, ``TextClassifier``, ``Forecaster``, ``LanguageModel`` - scikit-learn-style
+  estimators on in-memory data; ``rnnkit.load(run_dir)`` gives one back.
 * ``rnnkit.train(config) -> Run`` - the training engine behind the ``rnnkit`` command.
 
 Importing ``rnnkit`` loads only torch and numpy; the training API loads on first use.
@@ -13,7 +15,8 @@ from typing import Any
 from rnnkit.layers import GRU, LSTM, RNN
 
 __version__ = "0.1.0"
-__all__ = ["GRU", "LSTM", "RNN", "Run", "__version__", "train"]
+_ESTIMATORS = ("SequenceClassifier", "TextClassifier", "Forecaster", "LanguageModel", "load")
+__all__ = ["GRU", "LSTM", "RNN", "Run", "__version__", "train", *_ESTIMATORS]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,4 +24,8 @@ def __getattr__(name: str) -> Any:
         from rnnkit import api
 
         return getattr(api, name)
+    if name in _ESTIMATORS:
+        from rnnkit import estimators
+
+        return getattr(estimators, name)
     raise AttributeError(f"module 'rnnkit' has no attribute {name!r}")

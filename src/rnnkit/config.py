@@ -82,6 +82,7 @@ class DataConfig:
     source: Literal["npz", "csv", "mnist", "fashion-mnist", "embedded"] = "embedded"
     path: str | None = None  # npz/csv file (``${VAR}`` and ``~`` are expanded)
     test_path: str | None = None  # optional separate test file (npz/csv)
+    val_path: str | None = None  # optional separate validation file (npz/csv); replaces val_fraction
     name: str = "digits"  # embedded data set name
     root: str | None = None  # mnist/fashion-mnist folder root; None: $RNNKIT_DATA or ~/.cache/rnnkit
     download: bool = True  # mnist/fashion-mnist: download when missing
@@ -95,12 +96,13 @@ class DataConfig:
         if self.source in ("npz", "csv"):
             if not self.path:
                 raise ConfigError(f"data.path is required for source: {self.source} (the .{self.source} file)")
-            for key in ("path", "test_path"):
+            for key in ("path", "test_path", "val_path"):
                 p = getattr(self, key)
                 if p is not None and not Path(p).is_file():
                     raise ConfigError(f"data.{key}: file not found: {p}")
-        elif self.path is not None or self.test_path is not None:
-            raise ConfigError(f"data.path/test_path only apply to source: npz or csv (source is {self.source})")
+        elif self.path is not None or self.test_path is not None or self.val_path is not None:
+            raise ConfigError(f"data.path/test_path/val_path only apply to source: npz or csv (source is "
+                              f"{self.source})")
         if not 0.0 <= self.val_fraction < 1.0 or not 0.0 <= self.test_fraction < 1.0:
             raise ConfigError("data.val_fraction and data.test_fraction must be in [0, 1)")
         if self.val_fraction + self.test_fraction >= 1.0:
@@ -239,7 +241,7 @@ def from_dict(raw: dict) -> Config:
     if cfg.training.monitor not in monitors:
         raise ConfigError(f"training.monitor: '{cfg.training.monitor}' is not one of {', '.join(monitors)}"
                           + _did_you_mean(cfg.training.monitor, monitors))
-    if cfg.training.monitor.startswith("val_") and cfg.data.val_fraction == 0:
+    if cfg.training.monitor.startswith("val_") and cfg.data.val_fraction == 0 and not cfg.data.val_path:
         raise ConfigError(f"training.monitor is {cfg.training.monitor} but data.val_fraction is 0; "
                           "set data.val_fraction > 0 or training.monitor: train_loss")
     cfg.callbacks = _build_callbacks(cfg.callbacks)

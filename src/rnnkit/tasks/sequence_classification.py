@@ -137,6 +137,15 @@ class SequenceClassification(Task):
                     load_mnist_sequences(d.source, "test", d.root, d.download))
         return load_embedded(d.name), None
 
+    def _load_val(self):
+        """The separate validation file (``data.val_path``), or None."""
+        from rnnkit.data.sequences import load_csv, load_npz
+
+        d = self.cfg.data
+        if not d.val_path:
+            return None
+        return load_npz(d.val_path) if d.source == "npz" else load_csv(d.val_path, **d.options)
+
     def setup(self) -> None:
         from rnnkit.data import DataError
 
@@ -146,8 +155,8 @@ class SequenceClassification(Task):
             train = train.subset(slice(0, d.limit))
         if test is None and d.test_fraction > 0:
             train, test = train.split(d.test_fraction, seed)
-        val = None
-        if d.val_fraction > 0:
+        val = self._load_val()
+        if val is None and d.val_fraction > 0:
             train, val = train.split(d.val_fraction, seed + 1)
         parts = {"train": train, "val": val, "test": test}
         k = max(p.num_classes for p in parts.values() if p is not None)

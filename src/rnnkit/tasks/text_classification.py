@@ -85,7 +85,7 @@ class TextDataConfig(DataConfig):
     bucket_size: int = 50  # batches per sorted chunk
 
     def check(self) -> None:
-        for key in ("path", "test_path"):
+        for key in ("path", "test_path", "val_path"):
             p = getattr(self, key)
             if p is None:
                 continue
@@ -269,7 +269,13 @@ class TextClassification(Task):
             parts["test"], order = (train, tr_ids, np.sort(perm[:cut])), np.sort(perm[cut:])
         elif test is not None:
             parts["test"] = (test, te_ids, np.arange(len(test)))
-        if d.val_fraction > 0:
+        if d.val_path:
+            from rnnkit.data.text import load_folder, load_table
+
+            val = load_folder(d.val_path) if d.source == "folder" else load_table(
+                d.val_path, d.text_column, d.label_column, "\t" if d.source == "tsv" else None)
+            parts["val"] = (val, None, np.arange(len(val)))
+        elif d.val_fraction > 0:
             perm = np.random.default_rng(seed + 1).permutation(order)
             cut = int(round(len(perm) * d.val_fraction))
             parts["val"], order = (train, tr_ids, np.sort(perm[:cut])), np.sort(perm[cut:])
