@@ -32,7 +32,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from rnnkit.config import load_config
+from rnnkit.build import load_config
 from rnnkit.data.text import Corpus, Tokenizer, Vocabulary, bucket_batches, load_table
 from rnnkit.tasks.base import batch_indices
 from rnnkit.tasks.text_classification import TextClassifier

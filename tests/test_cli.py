@@ -110,3 +110,28 @@ def test_closed_stdout_pipe_is_quiet():
             "sys.exit(c.main(['info', 'somewhere']))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_version_and_config_show(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("rnnkit ")
+    assert main(["config", "show", "--task", "forecasting"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["task"] == "forecasting" and shown["data"]["lookback"] == 24 and "epochs" in shown["training"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(TINY))
+    assert main(["config", "show", str(tmp_path / "c.yaml"), "--set", "model.hidden_size=5"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["model"]["hidden_size"] == 5 and shown["model"]["pooling"] == "last"  # a default filled in
+    assert main(["config", "show"]) == 2
+    assert "give a CONFIG file or --task NAME" in capsys.readouterr().err
+
+
+def test_verbs_follow_what_the_run_offers(run_dir, capsys):
+    """forecast / generate / --text are refused by what the run's objective offers, naming who offers it."""
+    assert main(["forecast", str(run_dir), "--steps", "3"]) == 2
+    assert "rnnkit forecast needs a run of task: forecasting" in capsys.readouterr().err
+    assert main(["generate", str(run_dir)]) == 2
+    assert "needs a run of task: language_model" in capsys.readouterr().err
+    assert main(["predict", str(run_dir), "--text", "hello"]) == 2
+    assert "needs a run of task: text_classification" in capsys.readouterr().err

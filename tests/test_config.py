@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rnnkit.config import Config, ConfigError, apply_override, load_config
+from rnnkit.build import load_config
+from rnnkit.config import Config, ConfigError, apply_override
 
 
 def write(tmp_path, text: str):

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import rnnkit
+from rnnkit.build import fit
 from rnnkit.cli import main
 from rnnkit.diagnostics import gate_statistics, gradient_through_time, trace
 from rnnkit.diagnostics.runs import GradThroughTime, GradThroughTimeOptions, report_sections
 from rnnkit.diagnostics.through_time import tracing
-from rnnkit.training import fit
 from rnnkit.training.callbacks import Context
 
 LAYERS = [

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from rnnkit.api import Run
+from rnnkit.build import fit
 from rnnkit.cli import main
-from rnnkit.training import fit
 
 TRAIN = {"epochs": 1, "batch_size": 16, "num_threads": 1, "device": "cpu", "seed": 0}
 SERIES = (10 + 0.05 * np.arange(120) + 3 * np.sin(2 * np.pi * np.arange(120) / 12)).tolist()

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 import rnnkit
+from rnnkit.build import load_config
 from rnnkit.cli import main
-from rnnkit.config import ConfigError, load_config
+from rnnkit.config import ConfigError
 from rnnkit.data import DataError
 from rnnkit.tasks.forecasting import Forecasting
 

@@ -12,10 +12,11 @@ import torch
 from safetensors.torch import load_file
 
 import rnnkit
+from rnnkit.api import generate
+from rnnkit.build import fit, load_config
 from rnnkit.cli import main
-from rnnkit.config import ConfigError, load_config
-from rnnkit.tasks.language_model import LanguageModel, LMModelConfig, RecurrentLM, generate
-from rnnkit.training import fit
+from rnnkit.config import ConfigError
+from rnnkit.tasks.language_model import LanguageModel, LMModelConfig, RecurrentLM
 
 TINY = {
     "name": "lm",

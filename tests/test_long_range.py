@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import rnnkit
+from rnnkit.build import fit, load_config
 from rnnkit.cli import main
-from rnnkit.config import ConfigError, load_config
+from rnnkit.config import ConfigError
 from rnnkit.tasks import get_task
 from rnnkit.tasks.long_range import adding_data, copy_data, steps_to_solve
-from rnnkit.training import fit
 
 ADDING = {
     "name": "adding-test", "task": "adding",

@@ -7,7 +7,7 @@ import re
 import pytest
 
 import rnnkit.report as report
-from rnnkit.training import fit
+from rnnkit.build import fit
 
 CFG = {"name": "rep", "model": {"cell": "rnn", "hidden_size": 8},
        "data": {"source": "embedded", "limit": 150, "test_fraction": 0.2},

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from rnnkit.build import load_config
 from rnnkit.cli import main
-from rnnkit.config import ConfigError, load_config
+from rnnkit.config import ConfigError
 from rnnkit.data import DataError
 from rnnkit.data import text as T
 from rnnkit.explain import explain_texts, integrated_gradients

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import rnnkit.api as api
-from rnnkit.config import load_config
+from rnnkit.build import fit, load_config
 from rnnkit.data import DataError
 from rnnkit.tasks.sequence_classification import SequenceClassifier, classification_metrics, confusion_matrix
-from rnnkit.training import Callback, CheckpointError, TrainingDiverged, fit, register_callback
+from rnnkit.training import Callback, CheckpointError, TrainingDiverged, register_callback
 from rnnkit.training.callbacks import CALLBACKS
 
 TINY = {

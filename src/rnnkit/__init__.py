@@ -12,9 +12,9 @@ Importing ``rnnkit`` loads only torch and numpy; the training API loads on first
 
 from typing import Any
 
+from rnnkit._version import __version__
 from rnnkit.layers import GRU, LSTM, RNN
 
-__version__ = "0.1.0"
 _ESTIMATORS = ("SequenceClassifier", "TextClassifier", "Forecaster", "LanguageModel", "load")
 __all__ = ["GRU", "LSTM", "RNN", "Run", "__version__", "train", *_ESTIMATORS]
 

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rnnkit.config import Config, load_config
+from rnnkit.build import load_config
+from rnnkit.config import Config
 from rnnkit.tasks import Task, get_task
 from rnnkit.training import checkpoint as ckpt
 
@@ -27,7 +28,7 @@ def train(config: Config | dict | str | Path, *, out: str | Path | None = None, 
     ``out``: run folder (default ``runs/<name>``, never overwritten); ``resume``: continue that run folder;
     ``overrides``: ``["training.lr=0.01", ...]``; ``quiet``: no progress output.
     """
-    from rnnkit.training.engine import fit
+    from rnnkit.build import fit
 
     command = f"rnnkit.train({str(config)!r})" if isinstance(config, str | Path) else "rnnkit.train(<config>)"
     run_dir, _ = fit(config, out, resume=resume, overrides=overrides, command=command, quiet=quiet)
@@ -106,4 +107,16 @@ class Run:
         return f"Run({str(self.path)!r}, task={self.config.task!r}, checkpoint={self.checkpoint!r})"
 
 
-__all__ = ["Run", "train"]
+def generate(run: Run | str | Path, prime: str | None = None, length: int = 500, temperature: float = 1.0,
+             top_k: int | None = None, seed: int = 0) -> str:
+    """Sample text from a trained language-model run (a :class:`Run` or its folder)."""
+    from rnnkit.config import ConfigError
+
+    run = run if isinstance(run, Run) else Run.load(run)
+    if not callable(getattr(run.task, "generate", None)) or not callable(getattr(run.task, "sample", None)):
+        raise ConfigError(f"{run.path} is a {run.config.task} run; generating text needs task: language_model")
+    return run.task.generate(run.model, prime, length, temperature=temperature, top_k=top_k, seed=seed,
+                             device=run.device)
+
+
+__all__ = ["Run", "generate", "train"]

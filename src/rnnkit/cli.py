@@ -47,7 +47,7 @@ def _headline(run_dir: Path, metrics: dict) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from rnnkit.training.engine import fit
+    from rnnkit.build import fit
 
     out = Path(args.out) if args.out else None
     if out is None:  # the next free runs/demo, runs/demo-2, ...
@@ -62,7 +62,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rnnkit.training.engine import fit
+    from rnnkit.build import fit
 
     if args.resume is None and args.config is None:
         raise ValueError("give a CONFIG file to train, or --resume RUN_DIR to continue a run")
@@ -97,6 +97,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from rnnkit.api import Run
+    from rnnkit.tasks import require
     from rnnkit.tasks.sequence_classification import write_predictions
 
     if args.output is not None and Path(args.output).suffix not in (".csv", ".json"):
@@ -104,8 +105,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if (args.input is None) == (args.text is None):
         raise ValueError("give an input FILE or --text \"...\" (text classification runs), not both")
     run = Run.load(args.run, checkpoint=args.checkpoint)
-    if args.text is not None and run.config.task != "text_classification":
-        raise ValueError(f"--text needs a text_classification run; {args.run} is a {run.config.task} run")
+    if args.text is not None:
+        require(run, "text", "rnnkit predict --text")
     records = run.predict(args.input if args.text is None else list(args.text))
     if args.output is None:
         import csv
@@ -151,13 +152,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     import random
 
     from rnnkit.api import Run
-    from rnnkit.config import ConfigError
+    from rnnkit.tasks import require
 
     if args.length < 0 or args.temperature < 0 or (args.top_k is not None and args.top_k < 1):
         raise ValueError("--length and --temperature must be >= 0 and --top-k >= 1")
     run = Run.load(args.run, checkpoint=args.checkpoint)
-    if not hasattr(run.task, "sample"):
-        raise ConfigError(f"{args.run} is a {run.config.task} run; rnnkit generate needs task: language_model")
+    require(run, "generate", "rnnkit generate")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     if args.seed is None:
         print(f"seed {seed} (repeat this text with --seed {seed})", file=sys.stderr)
@@ -172,8 +172,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_forecast(args: argparse.Namespace) -> int:
     from rnnkit.api import Run
-    from rnnkit.config import ConfigError
     from rnnkit.report import write_report
+    from rnnkit.tasks import require
     from rnnkit.tasks.forecasting import forecast, write_forecast_csv
 
     if args.steps < 1:
@@ -181,14 +181,13 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     if args.output is not None and Path(args.output).suffix != ".csv":
         raise ValueError(f"--output {args.output}: use a .csv file name")
     run = Run.load(args.run, checkpoint=args.checkpoint)
-    if run.config.task != "forecasting":
-        raise ConfigError(f"{args.run} is a {run.config.task} run; rnnkit forecast needs task: forecasting")
+    require(run, "forecast", "rnnkit forecast")
     records = forecast(run, args.steps)
     write_forecast_csv(records, Path(args.output) if args.output else None)
     if (run.path / "run.json").is_file():  # the report gains the forecast in its plot
         run.task.evaluate(run.model, run.task.splits["test"], run.device)
         write_forecast_csv(records, run.path / "forecast.csv")
-        write_report(run.path, task=run.task)
+        write_report(run.path, task=run.task, model=run.model)
         print(f"{len(records)} steps forecast; plot in {run.path / 'report.html'}", file=sys.stderr)
     return 0
 
@@ -278,6 +277,24 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    """``rnnkit config show [CONFIG | --task NAME]``: the fully resolved config, every default filled in."""
+    from rnnkit.build import load_config
+
+    if (args.config is None) == (args.task is None):
+        raise ValueError("give a CONFIG file or --task NAME (the defaults of that task), not both")
+    raw = {"task": args.task} if args.config is None else args.config
+    cfg = load_config(raw, args.set or [])
+    sys.stdout.write(f"# rnnkit {_version()}: the resolved config (every key, defaults filled in)\n" + cfg.to_yaml())
+    return 0
+
+
+def _version() -> str:
+    from rnnkit._version import __version__
+
+    return __version__
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from rnnkit.export import export_run
 
@@ -293,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Train, evaluate and use recurrent networks (RNN, LSTM, GRU).",
                                 epilog="examples:\n  rnnkit demo\n  rnnkit train examples/digits.yaml\n"
                                        "  rnnkit info runs/digits\n\nrun 'rnnkit COMMAND --help' for details")
+    p.add_argument("--version", action="version", version=f"rnnkit {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("demo", help="train a small GRU on the embedded digits data (~20 s on a laptop CPU)",
@@ -412,6 +430,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--title", help="title of the plot")
     s.add_argument("--json", action="store_true", help="print the numbers as JSON lines")
     s.set_defaults(func=cmd_diagnose)
+
+    s = sub.add_parser("config", help="the fully resolved config of a file or a task, every default filled in",
+                       formatter_class=fmt, epilog="examples:\n  rnnkit config show examples/digits.yaml\n"
+                       "  rnnkit config show --task forecasting\n"
+                       "  rnnkit config show examples/co2.yaml --set model.hidden_size=32")
+    s.add_argument("action", choices=["show"], help="show: print it as YAML")
+    s.add_argument("config", nargs="?", help="YAML config file")
+    s.add_argument("--task", help="a task's defaults instead of a file")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a value (repeatable)")
+    s.set_defaults(func=cmd_config)
 
     s = sub.add_parser("export", help="the trained model as ONNX or a torch.export program (dynamic batch/time)",
                        formatter_class=fmt, epilog="examples:\n  rnnkit export runs/digits\n"

@@ -12,7 +12,8 @@ A config file has five sections::
 The task picks the dataclasses used for ``model`` and ``data`` (see :mod:`rnnkit.tasks`), so a new task
 adds its own keys (``embedding_dim``, ``horizon``, ...) by subclassing :class:`ModelConfig` /
 :class:`DataConfig` and registering itself; the engine never changes. Every mistake raises
-:class:`ConfigError` with a one-line message naming the key and the fix.
+:class:`ConfigError` with a one-line message naming the key and the fix. This module knows no task and no
+trainer: :func:`rnnkit.build.load_config` builds a whole config for its task from these pieces.
 """
 
 from __future__ import annotations
@@ -28,10 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-
-class ConfigError(ValueError):
-    """A user mistake in a config file or an override; the message is one line and says how to fix it."""
-
+from rnnkit.errors import ConfigError  # noqa: E402 - re-exported: the config's one error type
 
 # --------------------------------------------------------------------------------------------------------
 # sections
@@ -172,19 +170,6 @@ class Config:
 # loading and validation
 
 
-def load_config(source: str | Path | dict | Config, overrides: typing.Sequence[str] = ()) -> Config:
-    """Read (YAML path, mapping or Config), apply ``key.sub=value`` overrides, expand ``${VAR}``, validate."""
-    if isinstance(source, Config):
-        raw = source.to_dict()
-    elif isinstance(source, dict):
-        raw = _deepcopy(source)
-    else:
-        raw = read_yaml(Path(source))
-    for item in overrides:
-        apply_override(raw, item)
-    return from_dict(_expand_env(raw))
-
-
 def read_yaml(path: Path) -> dict:
     import yaml
 
@@ -222,52 +207,7 @@ def apply_override(raw: dict, item: str) -> None:
         raise ConfigError(f"--set {key}: cannot parse value '{value}' (quote strings with spaces)") from None
 
 
-def from_dict(raw: dict) -> Config:
-    from rnnkit.tasks import get_task
-
-    if not isinstance(raw, dict):
-        raise ConfigError("a config must be a mapping with sections name/task/model/data/training")
-    task_name = raw.get("task", Config.task)
-    if not isinstance(task_name, str):
-        raise ConfigError("task must be a string such as sequence_classification")
-    task = get_task(task_name)
-    types_ = {"model": task.model_config, "data": task.data_config}
-    cfg = _build(Config, raw, "", types_)
-    for section in (cfg.model, cfg.data, cfg.training):
-        section.check()
-    if not cfg.name or "/" in cfg.name or cfg.name.startswith("."):
-        raise ConfigError(f"name: '{cfg.name}' must be a non-empty folder name without '/'")
-    monitors = ["train_loss"] + [f"val_{m}" for m in task.metrics]
-    if cfg.training.monitor not in monitors:
-        raise ConfigError(f"training.monitor: '{cfg.training.monitor}' is not one of {', '.join(monitors)}"
-                          + _did_you_mean(cfg.training.monitor, monitors))
-    if cfg.training.monitor.startswith("val_") and cfg.data.val_fraction == 0 and not cfg.data.val_path:
-        raise ConfigError(f"training.monitor is {cfg.training.monitor} but data.val_fraction is 0; "
-                          "set data.val_fraction > 0 or training.monitor: train_loss")
-    cfg.callbacks = _build_callbacks(cfg.callbacks)
-    task.check_config(cfg)
-    return cfg
-
-
-def _build_callbacks(raw: dict) -> dict:
-    from rnnkit.training.callbacks import CALLBACKS, load_builtin_callbacks
-
-    load_builtin_callbacks()
-    out = {}
-    for name, opts in raw.items():
-        if name not in CALLBACKS:
-            known = sorted(CALLBACKS)
-            raise ConfigError(f"callbacks: unknown callback '{name}'" + _did_you_mean(name, known)
-                              + (f" (known: {', '.join(known)})" if known else " (none are registered)"))
-        opts_cls = CALLBACKS[name].options
-        obj = _build(opts_cls, opts or {}, f"callbacks.{name}.", {})
-        if hasattr(obj, "check"):
-            obj.check()
-        out[name] = dataclasses.asdict(obj)
-    return out
-
-
-def _build(cls: type, raw: Any, prefix: str, section_types: dict[str, type]) -> Any:
+def build_section(cls: type, raw: Any, prefix: str, section_types: dict[str, type]) -> Any:
     where = prefix.rstrip(".") or "config"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a mapping (key: value lines), got {type(raw).__name__}")
@@ -276,11 +216,11 @@ def _build(cls: type, raw: Any, prefix: str, section_types: dict[str, type]) -> 
     kwargs = {}
     for key, value in raw.items():
         if key not in fields:
-            raise ConfigError(f"unknown key '{prefix}{key}'" + _did_you_mean(str(key), list(fields)))
+            raise ConfigError(f"unknown key '{prefix}{key}'" + did_you_mean(str(key), list(fields)))
         sub = section_types.get(key) if not prefix else None
         hint = sub or hints[key]
         if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value if value is not None else {}, f"{prefix}{key}.", {})
+            kwargs[key] = build_section(hint, value if value is not None else {}, f"{prefix}{key}.", {})
         else:
             kwargs[key] = _coerce(value, hint, f"{prefix}{key}")
     for key, sub in section_types.items():
@@ -299,7 +239,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if origin is Literal:
         if value not in args:
             opts = [str(a) for a in args]
-            raise ConfigError(f"{key}: '{value}' is not one of {', '.join(opts)}" + _did_you_mean(str(value), opts))
+            raise ConfigError(f"{key}: '{value}' is not one of {', '.join(opts)}" + did_you_mean(str(value), opts))
         return value
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping",
              list: "a list"}
@@ -316,7 +256,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     return value
 
 
-def _did_you_mean(word: str, options: list[str]) -> str:
+def did_you_mean(word: str, options: list[str]) -> str:
     close = difflib.get_close_matches(word, options, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -338,12 +278,12 @@ def _fraction(obj: Any, *keys: str) -> None:
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _expand_env(node: Any) -> Any:
+def expand_env(node: Any) -> Any:
     """Expand ``${VAR}`` (must be set) and a leading ``~`` in every string of the config."""
     if isinstance(node, dict):
-        return {k: _expand_env(v) for k, v in node.items()}
+        return {k: expand_env(v) for k, v in node.items()}
     if isinstance(node, list):
-        return [_expand_env(v) for v in node]
+        return [expand_env(v) for v in node]
     if isinstance(node, str):
         def sub(m: re.Match) -> str:
             if m.group(1) not in os.environ:
@@ -355,9 +295,9 @@ def _expand_env(node: Any) -> Any:
     return node
 
 
-def _deepcopy(node: Any) -> Any:
+def copy_tree(node: Any) -> Any:
     if isinstance(node, dict):
-        return {k: _deepcopy(v) for k, v in node.items()}
+        return {k: copy_tree(v) for k, v in node.items()}
     if isinstance(node, list):
-        return [_deepcopy(v) for v in node]
+        return [copy_tree(v) for v in node]
     return node

@@ -150,7 +150,7 @@ class _Estimator:
 
     def _train(self, run_dir: Path, data: dict) -> None:
         from rnnkit.api import Run
-        from rnnkit.training.engine import fit
+        from rnnkit.build import fit
 
         cfg = self._config(data)
         staging, final = self._staging(run_dir), run_dir / "data"
@@ -199,7 +199,7 @@ class _Estimator:
         self.__dict__.update(state)
         if packed is not None:
             from rnnkit.api import Run
-            from rnnkit.config import load_config
+            from rnnkit.build import load_config
             from rnnkit.tasks import get_task
 
             cfg = load_config(packed["config"])

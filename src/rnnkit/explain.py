@@ -94,14 +94,14 @@ def explain_corpus(task, model: nn.Module, data: Corpus, indices: list[int], ste
 
 def explain_texts(run, texts: list[str], steps: int = 50) -> list[Explanation]:
     """Explain raw ``texts`` with a loaded :class:`rnnkit.Run` of a text classification task."""
-    from rnnkit.tasks.text_classification import _safe_text
+    from rnnkit.data.text import safe_text
 
     task = run.task
-    if not hasattr(task, "vocab"):
+    if "explain" not in getattr(task, "verbs", ()):
         from rnnkit.config import ConfigError
 
         raise ConfigError(f"explain needs a text_classification run; {run.path} is a {run.config.task} run")
-    texts = [_safe_text(t) for t in texts]
+    texts = [safe_text(t) for t in texts]
     data = task.as_input(texts, labels=False)
     words = [task.tokenizer(t) for t in texts]
     return explain_corpus(task, run.model.to(run.device), data, list(range(len(texts))), steps, words)

@@ -24,8 +24,7 @@ import torch
 FORMATS = ("onnx", "pt2")
 
 
-class ExportError(ValueError):
-    """A user mistake in an export request (format, output path, missing extra); one line, exit 2."""
+from rnnkit.errors import ExportError  # noqa: E402 - re-exported
 
 
 def _onnx_modules():

@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rnnkit.config import Config, ConfigError, load_config
+from rnnkit.build import load_config
+from rnnkit.config import Config, ConfigError
 
 LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "mase", "smape", "perplexity", "error")
 
@@ -128,7 +129,7 @@ def fold_task(cls: type, k: int, fold: int) -> type:
             pool = self.splits["train"]
             tr, va = fold_indices(pool, k, self.cfg.training.seed, int(getattr(self, "train_horizon", 1)))[fold]
             train, val = subset(pool, tr), subset(pool, va)
-        self.splits = {**self.splits, "train": train, "val": val}
+        self.splits = {"train": train, "val": val}  # the test split is never used while tuning
 
     return type(f"{cls.__name__}Fold{fold}", (cls,), {"setup": setup})
 
@@ -148,22 +149,13 @@ class TuneResult:
 
 def train_fold(cfg: Config, fold: int, k: int, run_dir: Path, metric: str) -> float:
     """Train one fold with the engine and return ``metric`` of its best checkpoint on the held-out part."""
-    from rnnkit.tasks import TASKS, get_task
-    from rnnkit.training import checkpoint as ckpt
+    from rnnkit.tasks import get_task
     from rnnkit.training.engine import Trainer
 
-    cls = get_task(cfg.task)
-    TASKS[cfg.task] = fold_task(cls, k, fold)
-    try:
-        trainer = Trainer(cfg, run_dir, resume=False, command=f"rnnkit tune (fold {fold + 1}/{k})", quiet=True)
-    finally:
-        TASKS[cfg.task] = cls
-    trainer.fit()
-    best = run_dir / "checkpoints" / "best"
-    files = ckpt.read_checkpoint(best if best.exists() else run_dir / "checkpoints" / "last")
-    trainer.model.load_state_dict(ckpt.tensors_from_bytes(files["model.safetensors"]))
-    m = trainer.task.evaluate(trainer.model, trainer.task.splits["val"], trainer.device)
-    (run_dir / "metrics.json").write_text(json.dumps({"val": m}, indent=1) + "\n")
+    task = fold_task(get_task(cfg.task), k, fold)(cfg)  # this fold's split of the training data
+    trainer = Trainer(cfg.training, callbacks=cfg.callbacks, command=f"rnnkit tune (fold {fold + 1}/{k})",
+                      quiet=True, report=False)
+    m = trainer.fit(task, task, run_dir, config=cfg)["val"]
     return float(m[metric.removeprefix("val_")])
 
 

@@ -1,14 +1,7 @@
-"""The one exception type of :mod:`rnnkit.data`."""
+"""The one exception type of :mod:`rnnkit.data` (defined with every user-error type in :mod:`rnnkit.errors`)."""
 
 from __future__ import annotations
 
+from rnnkit.errors import DataError
 
-class DataError(ValueError):
-    """A data problem the user can fix: missing, malformed or corrupt file, wrong shapes.
-
-    The message is always a single line that names the problem and the fix; the CLI prints it and exits
-    with status 2.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
+__all__ = ["DataError"]

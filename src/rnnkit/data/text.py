@@ -305,5 +305,22 @@ def load_glove(path: str | Path, vocab: Vocabulary, dim: int) -> tuple[torch.Ten
     return w, found
 
 
+def safe_text(t: object) -> str:
+    """Any input -> a valid str: undecodable bytes (lone surrogates from argv) become U+FFFD."""
+    if t is None:
+        return ""
+    if isinstance(t, bytes):
+        return t.decode("utf-8", errors="replace")
+    t = str(t)
+    try:
+        t.encode("utf-8")
+        return t
+    except UnicodeEncodeError:
+        try:
+            return t.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeEncodeError:
+            return t.encode("utf-8", "replace").decode("utf-8")
+
+
 __all__ = ["OOV", "PAD", "Corpus", "TextData", "Tokenizer", "Vocabulary", "bucket_batches", "clean", "load_folder",
-           "load_glove", "load_table", "read_lines", "truncate"]
+           "load_glove", "load_table", "read_lines", "safe_text", "truncate"]

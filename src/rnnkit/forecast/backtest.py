@@ -19,14 +19,16 @@ KEYS = ("mae", "rmse", "mape", "smape", "mase")
 def backtest(config, out: str | Path, folds: int = 5, stride: int | None = None, overrides=(), quiet: bool = True,
              command: str = "") -> dict:
     """Run the backtest of ``config`` (YAML path, mapping or Config) into the new folder ``out``."""
-    from rnnkit.config import ConfigError, load_config
+    from rnnkit.build import fit, load_config
+    from rnnkit.config import ConfigError
     from rnnkit.forecast.metrics import pool
+    from rnnkit.tasks import get_task, providers
     from rnnkit.tasks.forecasting import Forecasting
-    from rnnkit.training.engine import fit
 
     cfg = load_config(config, overrides)
-    if cfg.task != "forecasting":
-        raise ConfigError(f"rnnkit backtest needs task: forecasting (the config has task: {cfg.task})")
+    if "backtest" not in get_task(cfg.task).verbs:
+        need = " or ".join(providers("backtest"))
+        raise ConfigError(f"rnnkit backtest needs a config with task: {need} (the config has task: {cfg.task})")
     if folds < 1 or (stride is not None and stride < 1):
         raise ConfigError("--folds and --stride must be >= 1")
     out = Path(out)

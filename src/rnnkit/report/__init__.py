@@ -132,11 +132,13 @@ def read_metrics_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def write_report(run_dir: Path, task=None) -> Path:
-    """Write ``run_dir/report.html`` from the files of the run (and the task's extra sections)."""
+def write_report(run_dir: Path, task=None, model=None, metrics: dict | None = None) -> Path:
+    """Write ``run_dir/report.html`` from the files of the run and the objective's extra sections (``task``), which
+    get the trained ``model`` and final ``metrics`` the trainer holds (None: the sections load what they need)."""
     run_dir = Path(run_dir)
     info = json.loads((run_dir / "run.json").read_text())
-    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    if metrics is None:
+        metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     rows = read_metrics_csv(run_dir / "metrics.csv")
     config_text = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
     sections: list[Section] = []
@@ -149,7 +151,7 @@ def write_report(run_dir: Path, task=None) -> Path:
                             + (f", stopped by {metrics['stopped']}" if metrics.get("stopped") else "") + "</p>"))
     sections += _curves(rows)
     if task is not None:
-        sections += task.report_sections(run_dir, metrics)
+        sections += task.report_sections(run_dir, metrics, model)
     from rnnkit.training.callbacks import CALLBACKS, load_builtin_callbacks
 
     load_builtin_callbacks()

@@ -48,4 +48,20 @@ def get_task(name: str) -> type[Task]:
     return TASKS[name]
 
 
-__all__ = ["TASKS", "Task", "get_task", "register_task"]
+def providers(verb: str) -> list[str]:
+    """The tasks whose objective offers ``verb`` (``forecast``, ``generate``, ``explain``, ``text``, ...)."""
+    for module in set(_BUILTIN.values()):
+        importlib.import_module(module)
+    return sorted(name for name, cls in TASKS.items() if verb in cls.verbs)
+
+
+def require(run, verb: str, command: str) -> None:
+    """A ConfigError unless ``run``'s objective offers ``verb``, naming the tasks that do."""
+    from rnnkit.config import ConfigError
+
+    if verb not in getattr(run.task, "verbs", ()):
+        need = " or ".join(f"task: {n}" for n in providers(verb)) or "a task that offers it"
+        raise ConfigError(f"{run.path} is a {run.config.task} run; {command} needs a run of {need}")
+
+
+__all__ = ["TASKS", "Task", "get_task", "providers", "register_task", "require"]

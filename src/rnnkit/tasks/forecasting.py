@@ -150,6 +150,7 @@ class Windows:
 
 @register_task("forecasting")
 class Forecasting(Task):
+    verbs = ("forecast", "backtest")
     model_config = ForecastModelConfig
     data_config = ForecastDataConfig
     metrics = ("loss", "mae", "rmse", "mape", "smape", "mase")
@@ -161,7 +162,6 @@ class Forecasting(Task):
         self.input_size, self.season, self.train_mean, self.mase_scale = 1, 1, 0.0, float("nan")
         self.bounds: dict[str, int] = {}
         self.calendar: dict = {}  # freq, anchor, name, covariates of the training series
-        self.last_eval: tuple | None = None  # (windows, pred, lo, hi) of the latest evaluate, for the report
         self.future: list[dict] | None = None  # set by forecast(), drawn in the report
 
     @classmethod
@@ -419,7 +419,6 @@ class Forecasting(Task):
         out["beats_naive"] = out["mae"] < base["naive"]["mae"]
         out["beats_seasonal_naive"] = out["mae"] < base["seasonal_naive"]["mae"]
         out["baselines"] = base
-        self.last_eval = (data, pred, lo, hi)
         return out
 
     def _records(self, data: Windows, pred, lo, hi) -> list[dict]:
@@ -463,7 +462,7 @@ class Forecasting(Task):
         return metrics
 
     # ---- report ----------------------------------------------------------------------------------------
-    def report_sections(self, run_dir: Path, metrics: dict) -> list:
+    def report_sections(self, run_dir: Path, metrics: dict, model: nn.Module | None = None) -> list:
         from rnnkit.report import Section, have_matplotlib, table
 
         test, base = metrics.get("test"), metrics.get("baselines")
@@ -487,8 +486,10 @@ class Forecasting(Task):
                                 table(rows, ["forecast", *[k.upper() for k in keys]])
                                 + f"<p>{test['count']} values: every test origin x horizon {test['horizon']}; MASE "
                                 f"scaled by the in-sample seasonal-naive MAE (m = {test['season']}).</p>" + extra))
-        if self.last_eval is not None:
-            data, pred, lo, hi = self.last_eval
+        data = self.splits.get("test")
+        if model is not None and data is not None and len(data):
+            device = next(model.parameters()).device
+            _, pred, lo, hi = self._outputs(model, data, device, self.cfg.data.horizon)
             from rnnkit.tasks.sequence_classification import write_predictions
 
             write_predictions(self._records(data, pred, lo, hi), run_dir / "test_forecasts.csv")

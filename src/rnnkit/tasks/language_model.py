@@ -159,6 +159,7 @@ class Batch:
 
 @register_task("language_model")
 class LanguageModel(Task):
+    verbs = ("generate",)
     model_config = LMModelConfig
     data_config = LMDataConfig
     metrics = ("loss", "bpc", "perplexity")
@@ -392,13 +393,17 @@ class LanguageModel(Task):
         """:meth:`sample` joined into one string (without the prime)."""
         return "".join(self.sample(model, prime, length, **kw))
 
-    def report_sections(self, run_dir: Path, metrics: dict) -> list:
+    def report_sections(self, run_dir: Path, metrics: dict, model: nn.Module | None = None) -> list:
         from rnnkit.report import Section, table
-        from rnnkit.training import checkpoint as ckpt
 
-        where = run_dir / "checkpoints" / ("best" if (run_dir / "checkpoints" / "best").exists() else "last")
-        model = self.build_model()
-        model.load_state_dict(ckpt.tensors_from_bytes(ckpt.read_checkpoint(where)["model.safetensors"]))
+        which = "trained (best)"
+        if model is None:  # a report rebuilt from the folder: the best checkpoint's weights
+            from rnnkit.training import checkpoint as ckpt
+
+            where = run_dir / "checkpoints" / ("best" if (run_dir / "checkpoints" / "best").exists() else "last")
+            model = self.build_model()
+            model.load_state_dict(ckpt.tensors_from_bytes(ckpt.read_checkpoint(where)["model.safetensors"]))
+            which = where.name
         unit = "character" if self.vocab.level == "char" else "word"
         rows = [[split, m["bpc"], m["perplexity"], m["unigram_bpc"], m["count"]]
                 for split, m in metrics.items() if split in ("val", "test") and isinstance(m, dict)]
@@ -408,21 +413,9 @@ class LanguageModel(Task):
         for temp in REPORT_TEMPERATURES:
             text = prime + self.generate(model, None, 400, temperature=temp, seed=0)
             body += f"<h3>temperature {temp}</h3><pre>{html.escape(text)}</pre>"
-        note = f"<p>{where.name} checkpoint, seed 0, 400 {unit}s after {prime!r}; reproduce with " \
+        note = f"<p>{which} checkpoint, seed 0, 400 {unit}s after {prime!r}; reproduce with " \
                f"<code>rnnkit generate {html.escape(str(run_dir))} --temperature T --seed 0</code></p>"
         return [Section(f"Bits per {unit}", head), Section("Samples", note + body)]
 
 
-def generate(run, prime: str | None = None, length: int = 500, temperature: float = 1.0, top_k: int | None = None,
-             seed: int = 0) -> str:
-    """Sample text from a trained run (a :class:`rnnkit.Run` or its folder)."""
-    from rnnkit.api import Run
-
-    run = run if isinstance(run, Run) else Run.load(run)
-    if not isinstance(run.task, LanguageModel):
-        raise ConfigError(f"{run.path} is a {run.config.task} run; generating text needs task: language_model")
-    return run.task.generate(run.model, prime, length, temperature=temperature, top_k=top_k, seed=seed,
-                             device=run.device)
-
-
-__all__ = ["LMDataConfig", "LMModelConfig", "LanguageModel", "RecurrentLM", "generate"]
+__all__ = ["LMDataConfig", "LMModelConfig", "LanguageModel", "RecurrentLM"]

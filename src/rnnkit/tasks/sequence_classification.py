@@ -324,7 +324,7 @@ class SequenceClassification(Task):
             out.append(rec)
         return out
 
-    def report_sections(self, run_dir: Path, metrics: dict) -> list:
+    def report_sections(self, run_dir: Path, metrics: dict, model: nn.Module | None = None) -> list:
         from rnnkit.report import confusion_section
 
         split = "test" if "test" in metrics else "val"

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
-from rnnkit.data.text import Corpus, TextData, Tokenizer, Vocabulary
+from rnnkit.data.text import Corpus, TextData, Tokenizer, Vocabulary, safe_text
 from rnnkit.tasks import register_task
 from rnnkit.tasks.base import ExportSpec, StepResult, Task, batch_indices
 from rnnkit.tasks.sequence_classification import classification_metrics, confusion_matrix, make_rnn
@@ -190,23 +190,6 @@ def text_metrics(y: np.ndarray, probs: np.ndarray) -> dict:
     return {**base, "f1": f1, "roc_auc": auc, "confusion_matrix": cm.tolist()}
 
 
-def _safe_text(t: object) -> str:
-    """Any input -> a valid str: undecodable bytes (lone surrogates from argv) become U+FFFD."""
-    if t is None:
-        return ""
-    if isinstance(t, bytes):
-        return t.decode("utf-8", errors="replace")
-    t = str(t)
-    try:
-        t.encode("utf-8")
-        return t
-    except UnicodeEncodeError:
-        try:
-            return t.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        except UnicodeEncodeError:
-            return t.encode("utf-8", "replace").decode("utf-8")
-
-
 def _ordered_classes(labels: list[str], positive: str | None) -> list[str]:
     names = sorted(set(labels), key=lambda s: (0, int(s), "") if s.lstrip("-").isdigit() else (1, 0, s))
     if positive is not None:
@@ -220,6 +203,7 @@ def _ordered_classes(labels: list[str], positive: str | None) -> list[str]:
 
 @register_task("text_classification")
 class TextClassification(Task):
+    verbs = ("explain", "text")
     model_config = TextModelConfig
     data_config = TextDataConfig
     metrics = ("loss", "accuracy", "f1", "macro_f1", "roc_auc")
@@ -313,7 +297,7 @@ class TextClassification(Task):
 
         d = self.cfg.data
         if ids is None:
-            ids = [self.vocab.encode(self.tokenizer(_safe_text(t))) for t in data.texts]
+            ids = [self.vocab.encode(self.tokenizer(safe_text(t))) for t in data.texts]
         y = None
         if labels:
             if data.labels is None:
@@ -352,7 +336,7 @@ class TextClassification(Task):
             else:
                 data = TextData(read_lines(path), None)
         elif isinstance(data, list | tuple):
-            data = TextData([_safe_text(t) for t in data], None)
+            data = TextData([safe_text(t) for t in data], None)
         elif not isinstance(data, TextData):
             raise DataError(f"{where}: give texts as a list of strings, a TextData or a file path, not "
                             f"{type(data).__name__}")
@@ -473,7 +457,7 @@ class TextClassification(Task):
             out.append(rec)
         return out
 
-    def report_sections(self, run_dir: Path, metrics: dict) -> list:
+    def report_sections(self, run_dir: Path, metrics: dict, model: nn.Module | None = None) -> list:
         """Confusion matrix and a few test texts explained; also writes ``tokenizer.json``."""
         from rnnkit.report import Section, confusion_section
 
@@ -488,12 +472,14 @@ class TextClassification(Task):
         data = self.splits.get(split)
         if data is not None and len(data):
             from rnnkit.explain import explain_corpus, heatmap_html
-            from rnnkit.training import checkpoint as ckpt
 
-            where = run_dir / "checkpoints" / "best"
-            files = ckpt.read_checkpoint(where if where.exists() else run_dir / "checkpoints" / "last")
-            model = self.build_model()
-            model.load_state_dict(ckpt.tensors_from_bytes(files["model.safetensors"]))
+            if model is None:  # a report rebuilt from the folder: the best checkpoint's weights
+                from rnnkit.training import checkpoint as ckpt
+
+                where = run_dir / "checkpoints" / "best"
+                files = ckpt.read_checkpoint(where if where.exists() else run_dir / "checkpoints" / "last")
+                model = self.build_model()
+                model.load_state_dict(ckpt.tensors_from_bytes(files["model.safetensors"]))
             idx = list(range(min(4, len(data))))
             exps = explain_corpus(self, model, data, idx, steps=32)
             body = "".join(heatmap_html(e, f"{split} text {i} (true: {self.classes[int(data.y[i])]})")

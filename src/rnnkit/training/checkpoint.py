@@ -32,8 +32,7 @@ from rnnkit.data.download import fsync_dir
 FORMAT = 1
 
 
-class CheckpointError(ValueError):
-    """A missing, incomplete or corrupted checkpoint (one-line message with the fix)."""
+from rnnkit.errors import CheckpointError  # noqa: E402 - re-exported: this module's error type
 
 
 def write_checkpoint(dest: Path, files: dict[str, bytes]) -> None:

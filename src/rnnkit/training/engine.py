@@ -1,6 +1,8 @@
 """The training loop: epochs, clipping, schedules, early stopping, checkpoints, exact resume and DDP.
 
-``fit(cfg, out)`` trains the task named by ``cfg.task`` and writes the run folder::
+``Trainer(training_config).fit(objective, data, run_dir)`` is the core call: it trains ``objective``
+(:class:`~rnnkit.training.core.Objective`) on ``data`` (:class:`~rnnkit.training.core.Data`) and, with a
+``run_dir``, writes the run folder (without one it keeps its checkpoints in memory and writes nothing)::
 
     runs/<name>/
       config.yaml       the resolved config (what ``--resume`` reads back)
@@ -37,10 +39,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnnkit.config import Config, ConfigError, TrainingConfig, load_config
-from rnnkit.tasks import Task, get_task
+from rnnkit.config import Config, ConfigError, TrainingConfig
 from rnnkit.training import checkpoint as ckpt
 from rnnkit.training.callbacks import Context, make_callbacks
+from rnnkit.training.core import Data, Objective
 from rnnkit.training.progress import Progress
 
 
@@ -165,10 +167,28 @@ def _zero_accum() -> dict:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, run_dir: Path, *, resume: bool, command: str, quiet: bool) -> None:
-        self.cfg, self.run_dir, self.resume, self.command, self.quiet = cfg, run_dir, resume, command, quiet
+    """Trains an objective on data: ``Trainer(training).fit(objective, data, run_dir=None)``.
+
+    Args:
+        training: the ``training`` section (optimiser, schedule, epochs, batch size, stopping, device, ...).
+        callbacks: ``{name: options}`` of registered callbacks (validated by the config builder).
+        command: what made the run, recorded in ``run.json``.
+        quiet: no progress bar or per-epoch lines.
+        report: write ``report.html`` at the end (with a run folder).
+    """
+
+    def __init__(self, training: TrainingConfig, *, callbacks: dict | None = None, command: str = "",
+                 quiet: bool = True, report: bool = True) -> None:
+        self.training, self.callback_options = training, dict(callbacks or {})
+        self.command, self.quiet, self.report = command, quiet, report
         self.dist = Dist.from_env()
-        t = cfg.training
+
+    def _setup(self, objective: Objective, data: Data, run_dir: Path | None, config: Config | None,
+               resume: bool) -> None:
+        t = self.training
+        self.objective, self.data, self.run_dir, self.config, self.resume = objective, data, run_dir, config, resume
+        self.task = objective  # for callbacks written against the one-object tasks
+        self._memory: dict[str, dict[str, bytes]] = {}  # checkpoints when there is no run folder
         if t.num_threads:
             torch.set_num_threads(t.num_threads)
         torch.set_flush_denormal(t.flush_denormal)  # process-wide, so set either way (resume sees the same)
@@ -178,36 +198,40 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         seed_everything(t.seed)
-        self.task: Task = get_task(cfg.task)(cfg)
-        self.task.setup()
-        self.model = self.task.build_model().to(self.device)
+        data.setup()
+        self.model = objective.build_model().to(self.device)
         self.net: nn.Module = self.model
         if self.dist.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.opt = make_optimizer(t, self.model.parameters())
-        self.steps_per_epoch = self.task.num_train_batches(self.dist.world)
+        self.steps_per_epoch = data.num_train_batches(self.dist.world)
         self.schedule = Schedule(t, self.opt, t.epochs * self.steps_per_epoch)
         self.amp_dtype = None
         if t.amp and self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.callbacks = make_callbacks(cfg.callbacks) if self.dist.main else {}
+        self.callbacks = make_callbacks(self.callback_options) if self.dist.main and run_dir is not None else {}
         self.state = State(accum=_zero_accum())
-        self.ctx = Context(run_dir, self.model, self.task, self.device, self.opt)
+        self.ctx = Context(run_dir, self.model, objective, self.device, self.opt)
         self.tb = None
+
+    @property
+    def files(self) -> bool:
+        """Whether this trainer writes a run folder (the main process of a run with a ``run_dir``)."""
+        return self.dist.main and self.run_dir is not None
 
     # ---- checkpoints -----------------------------------------------------------------------------------
     def checkpoint_files(self) -> dict[str, bytes]:
         opt_tensors, opt_meta = ckpt.split_optimizer_state(self.opt.state_dict())
         rng_tensors, rng_meta = ckpt.rng_state()
-        carry = {f"carry.{k}": v for k, v in self.task.carry_tensors().items()}
+        carry = {f"carry.{k}": v for k, v in self.objective.carry_tensors().items()}
         s = self.state
         meta = {"epoch": s.epoch, "step_in_epoch": s.step_in_epoch, "global_step": s.global_step, "best": s.best,
                 "best_epoch": s.best_epoch, "bad_epochs": s.bad_epochs, "stopped": s.stopped,
                 "history": s.history, "accum": s.accum, "seconds": s.seconds, "optimizer": opt_meta,
                 "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_meta,
-                "task": self.task.state(), "callbacks": {k: cb.state() for k, cb in self.callbacks.items()},
+                "task": self.data.state(), "callbacks": {k: cb.state() for k, cb in self.callbacks.items()},
                 "world_size": self.dist.world}
         return {"model.safetensors": ckpt.tensors_to_bytes(self.model.state_dict()),
                 "optimizer.safetensors": ckpt.tensors_to_bytes(opt_tensors),
@@ -216,6 +240,10 @@ class Trainer:
 
     def save(self, *names: str) -> None:
         if not self.dist.main:
+            return
+        if self.run_dir is None:  # in memory: only the weights, for the final evaluation of the best ones
+            self._memory.update({n: {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
+                                 for n in names})
             return
         files = self.checkpoint_files()
         for name in names:
@@ -235,7 +263,7 @@ class Trainer:
             self.scaler.load_state_dict(meta["scaler"])
         st = ckpt.tensors_from_bytes(files["state.safetensors"])
         ckpt.set_rng_state(st, meta["rng"])
-        self.task.load_carry({k[6:]: v.to(self.device) for k, v in st.items() if k.startswith("carry.")})
+        self.objective.load_carry({k[6:]: v.to(self.device) for k, v in st.items() if k.startswith("carry.")})
         for k, cb in self.callbacks.items():
             cb.load_state(meta["callbacks"].get(k, {}))
         self.state = State(**{k: meta[k] for k in ("epoch", "step_in_epoch", "global_step", "best", "best_epoch",
@@ -243,10 +271,10 @@ class Trainer:
 
     # ---- one step --------------------------------------------------------------------------------------
     def train_step(self, batch) -> tuple[float, int, dict]:
-        t, d = self.cfg.training, self.dist
+        t, d = self.training, self.dist
         autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
         with autocast:
-            res = self.task.step(self.net, batch, self.device)
+            res = self.objective.step(self.net, batch, self.device)
         stats = torch.tensor([float(res.loss_sum.detach()), float(res.count), *res.sums.values()], dtype=torch.float64)
         if d.world > 1:  # global loss sum, item count and statistics in one all-reduce
             stats = stats.to(self.device)
@@ -273,18 +301,38 @@ class Trainer:
         return loss_sum, int(count), sums | {"_norm": norm}
 
     # ---- the loop --------------------------------------------------------------------------------------
-    def fit(self) -> None:
-        t, s = self.cfg.training, self.state
+    def fit(self, objective: Objective, data: Data, run_dir: str | Path | None = None, *,
+            config: Config | None = None, resume: bool = False) -> dict:
+        """Train ``objective`` on ``data``; returns the final metrics (also ``metrics.json`` with a ``run_dir``).
+
+        ``config``: the whole config, recorded as ``config.yaml`` (what ``--resume`` reads back); ``resume``:
+        continue ``run_dir`` from its last checkpoint. Without a ``run_dir`` nothing is written and the best
+        weights are kept in memory; ``self.model`` holds them afterwards either way.
+        """
+        run_dir = None if run_dir is None else Path(run_dir)
+        if resume and run_dir is None:
+            raise ConfigError("resume needs the run folder to continue")
+        self._setup(objective, data, run_dir, config, resume)
+        try:
+            self._loop()
+            return self.finish()
+        finally:
+            if self.dist.world > 1 and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+
+    def _loop(self) -> None:
+        t = self.training
         if self.resume:
             self.load("last")
-        elif self.dist.main:
+        elif self.files:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        if self.dist.main:
-            (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
+        if self.files:
+            if self.config is not None:
+                (self.run_dir / "config.yaml").write_text(self.config.to_yaml())
             self._write_run_json()
             self._open_tensorboard()
         s = self.state
-        monitor, metric = t.monitor, self.task.running_metric
+        monitor, metric = t.monitor, self.objective.running_metric
         progress = Progress(t.epochs, metric, enabled=self.dist.main, quiet=self.quiet or not self.dist.main)
         for cb in self.callbacks.values():
             cb.on_train_start(self.ctx)
@@ -293,7 +341,7 @@ class Trainer:
                 self.model.train()
                 progress.start_epoch(s.epoch, self.steps_per_epoch, s.step_in_epoch)
                 a, t0 = s.accum, time.perf_counter()
-                for batch in self.task.train_batches(s.epoch, s.step_in_epoch, self.dist.rank, self.dist.world):
+                for batch in self.data.train_batches(s.epoch, s.step_in_epoch, self.dist.rank, self.dist.world):
                     loss_sum, count, sums = self.train_step(batch)
                     a["loss"] += loss_sum
                     a["count"] += count
@@ -318,8 +366,9 @@ class Trainer:
                     progress.message(f"early stopping: {monitor} did not improve for {t.patience} epochs")
         except TrainingDiverged as e:
             progress.close()
-            raise TrainingDiverged(f"{e}; training stopped, the last good checkpoint is in "
-                                   f"{self.run_dir / 'checkpoints' / 'last'}; lower training.lr or set "
+            where = f"the last good checkpoint is in {self.run_dir / 'checkpoints' / 'last'}" if self.run_dir \
+                else "nothing was kept"
+            raise TrainingDiverged(f"{e}; training stopped, {where}; lower training.lr or set "
                                    "training.clip_norm") from None
         finally:
             progress.close()
@@ -331,13 +380,13 @@ class Trainer:
             torch.distributed.barrier()
 
     def _end_epoch(self) -> dict:
-        t, s, a = self.cfg.training, self.state, self.state.accum
+        t, s, a = self.training, self.state, self.state.accum
         row: dict = {"epoch": s.epoch + 1, "train_loss": a["loss"] / max(a["count"], 1)}
         for k, v in a["sums"].items():
             row[f"train_{k}"] = v / max(a["count"], 1)
-        if "val" in self.task.splits:
-            val = self.task.evaluate(self.model, self.task.splits["val"], self.device)
-            row.update({f"val_{k}": float(v) for k, v in val.items() if k in self.task.metrics})
+        if "val" in self.data.splits:
+            val = self.objective.evaluate(self.model, self.data.splits["val"], self.device)
+            row.update({f"val_{k}": float(v) for k, v in val.items() if k in self.objective.metrics})
         row.update({"lr": self.schedule.lr, "grad_norm": a["grad_norm"] / max(a["steps"], 1),
                     "seconds": a["seconds"]})
         value = row[t.monitor]
@@ -353,7 +402,7 @@ class Trainer:
         s.seconds += a["seconds"]
         s.epoch, s.step_in_epoch, s.accum = s.epoch + 1, 0, _zero_accum()
         self.save("last", *(["best"] if improved else []))
-        if self.dist.main:
+        if self.files:
             self._write_metrics_csv()
             if self.tb is not None:
                 for k, v in row.items():
@@ -376,15 +425,17 @@ class Trainer:
         tmp.replace(self.run_dir / "metrics.csv")
 
     def _write_run_json(self) -> None:
-        import rnnkit
+        from rnnkit._version import __version__
 
-        info = {"name": self.cfg.name, "task": self.cfg.task, "command": self.command,
+        cfg = self.config
+        info = {"name": cfg.name if cfg else self.run_dir.name, "task": cfg.task if cfg else
+                type(self.objective).__name__, "command": self.command,
                 "reproduce": f"rnnkit train {self.run_dir / 'config.yaml'} --out {self.run_dir}-repro",
                 "parameters": sum(p.numel() for p in self.model.parameters()),
                 "parameter_shapes": {k: list(v.shape) for k, v in self.model.state_dict().items()},
-                "model": str(self.model), "data": self.task.summary(), "device": str(self.device),
+                "model": str(self.model), "data": self.data.summary(), "device": str(self.device),
                 "world_size": self.dist.world, "steps_per_epoch": self.steps_per_epoch,
-                "versions": {"rnnkit": rnnkit.__version__, "torch": torch.__version__,
+                "versions": {"rnnkit": __version__, "torch": torch.__version__,
                              "python": sys.version.split()[0]}}
         path = self.run_dir / "run.json"
         if path.exists():  # keep the first command, record the resumes
@@ -394,7 +445,7 @@ class Trainer:
         path.write_text(json.dumps(info, indent=1) + "\n")
 
     def _open_tensorboard(self) -> None:
-        if not self.cfg.training.tensorboard:
+        if not self.training.tensorboard:
             return
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -405,53 +456,31 @@ class Trainer:
         self.tb = SummaryWriter(str(self.run_dir / "tensorboard"))
 
     def finish(self) -> dict:
-        """Evaluate the best (else last) checkpoint on val/test, write metrics.json and report.html."""
+        """Evaluate the best (else last) weights on val/test; with a run folder write metrics.json and report.html
+        (its sections get this model and these metrics)."""
         if not self.dist.main:
             return {}
-        best = self.run_dir / "checkpoints" / "best"
-        files = ckpt.read_checkpoint(best if best.exists() else self.run_dir / "checkpoints" / "last")
-        self.model.load_state_dict(ckpt.tensors_from_bytes(files["model.safetensors"]))
+        if self.run_dir is None:
+            kept = self._memory.get("best") or self._memory.get("last")
+            if kept is not None:
+                self.model.load_state_dict(kept["model"])
+        else:
+            best = self.run_dir / "checkpoints" / "best"
+            files = ckpt.read_checkpoint(best if best.exists() else self.run_dir / "checkpoints" / "last")
+            self.model.load_state_dict(ckpt.tensors_from_bytes(files["model.safetensors"]))
+        self.model.eval()
         metrics: dict = {}
         for split in ("val", "test"):
-            if split in self.task.splits:
-                metrics[split] = self.task.evaluate(self.model, self.task.splits[split], self.device)
+            if split in self.data.splits:
+                metrics[split] = self.objective.evaluate(self.model, self.data.splits[split], self.device)
         s = self.state
         metrics["best_epoch"], metrics["epochs"], metrics["stopped"] = s.best_epoch, s.epoch, s.stopped
         metrics["train_seconds"] = s.seconds
-        metrics = self.task.finalize_metrics(metrics)
-        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-        from rnnkit.report import write_report
+        metrics = self.objective.finalize_metrics(metrics)
+        if self.run_dir is not None:
+            (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+            if self.report:
+                from rnnkit.report import write_report
 
-        write_report(self.run_dir, task=self.task)
+                write_report(self.run_dir, task=self.objective, model=self.model, metrics=metrics)
         return metrics
-
-
-def resolve_run_dir(cfg: Config, out: str | Path | None) -> Path:
-    run_dir = Path(out) if out is not None else Path("runs") / cfg.name
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise FileExistsError(f"run folder {run_dir} already exists; continue it with --resume {run_dir}, "
-                              "or choose another with --out DIR")
-    return run_dir
-
-
-def fit(config: Config | str | Path | dict, out: str | Path | None = None, *, resume: str | Path | None = None,
-        overrides: tuple[str, ...] | list[str] = (), command: str = "", quiet: bool = False) -> tuple[Path, dict]:
-    """Train (or resume) a run; returns ``(run_dir, final metrics)``. Everything is validated before the
-    run folder is created; an existing folder is never overwritten."""
-    if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise ckpt.CheckpointError(f"{run_dir} is not a run folder (no config.yaml); give the folder that "
-                                       "rnnkit train created")
-        cfg = load_config(run_dir / "config.yaml", overrides)
-    else:
-        cfg = load_config(config, overrides)
-        run_dir = resolve_run_dir(cfg, out)
-    trainer = Trainer(cfg, run_dir, resume=resume is not None, command=command, quiet=quiet)
-    try:
-        trainer.fit()
-        metrics = trainer.finish()
-    finally:
-        if trainer.dist.world > 1 and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-    return run_dir, metrics

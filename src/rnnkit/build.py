@@ -1,0 +1,113 @@
+"""The builders: a config file or mapping -> a validated :class:`~rnnkit.config.Config` for its task, and
+``fit(config)`` -> the task's Data and Objective handed to :class:`~rnnkit.training.engine.Trainer`.
+
+This is the layer above both the tasks and the trainer (``rnnkit.config`` knows neither): YAML configs, the CLI,
+``rnnkit.train`` and the estimators all build through here. ``load_config`` reads, applies ``--set`` overrides,
+expands ``${VAR}`` and validates every section against the task's own dataclasses before anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+
+from rnnkit.config import (
+    Config,
+    ConfigError,
+    apply_override,
+    build_section,
+    copy_tree,
+    did_you_mean,
+    expand_env,
+    read_yaml,
+)
+from rnnkit.tasks import get_task
+from rnnkit.training import checkpoint as ckpt
+from rnnkit.training.engine import Trainer
+
+
+def load_config(source: str | Path | dict | Config, overrides: typing.Sequence[str] = ()) -> Config:
+    """Read (YAML path, mapping or Config), apply ``key.sub=value`` overrides, expand ``${VAR}``, validate."""
+    if isinstance(source, Config):
+        raw = source.to_dict()
+    elif isinstance(source, dict):
+        raw = copy_tree(source)
+    else:
+        raw = read_yaml(Path(source))
+    for item in overrides:
+        apply_override(raw, item)
+    return from_dict(expand_env(raw))
+
+
+def from_dict(raw: dict) -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError("a config must be a mapping with sections name/task/model/data/training")
+    task_name = raw.get("task", Config.task)
+    if not isinstance(task_name, str):
+        raise ConfigError("task must be a string such as sequence_classification")
+    task = get_task(task_name)
+    types_ = {"model": task.model_config, "data": task.data_config}
+    cfg = build_section(Config, raw, "", types_)
+    for section in (cfg.model, cfg.data, cfg.training):
+        section.check()
+    if not cfg.name or "/" in cfg.name or cfg.name.startswith("."):
+        raise ConfigError(f"name: '{cfg.name}' must be a non-empty folder name without '/'")
+    monitors = ["train_loss"] + [f"val_{m}" for m in task.metrics]
+    if cfg.training.monitor not in monitors:
+        raise ConfigError(f"training.monitor: '{cfg.training.monitor}' is not one of {', '.join(monitors)}"
+                          + did_you_mean(cfg.training.monitor, monitors))
+    if cfg.training.monitor.startswith("val_") and cfg.data.val_fraction == 0 and not cfg.data.val_path:
+        raise ConfigError(f"training.monitor is {cfg.training.monitor} but data.val_fraction is 0; "
+                          "set data.val_fraction > 0 or training.monitor: train_loss")
+    cfg.callbacks = _build_callbacks(cfg.callbacks)
+    task.check_config(cfg)
+    return cfg
+
+
+def _build_callbacks(raw: dict) -> dict:
+    from rnnkit.training.callbacks import CALLBACKS, load_builtin_callbacks
+
+    load_builtin_callbacks()
+    out = {}
+    for name, opts in raw.items():
+        if name not in CALLBACKS:
+            known = sorted(CALLBACKS)
+            raise ConfigError(f"callbacks: unknown callback '{name}'" + did_you_mean(name, known)
+                              + (f" (known: {', '.join(known)})" if known else " (none are registered)"))
+        opts_cls = CALLBACKS[name].options
+        obj = build_section(opts_cls, opts or {}, f"callbacks.{name}.", {})
+        if hasattr(obj, "check"):
+            obj.check()
+        out[name] = dataclasses.asdict(obj)
+    return out
+
+
+def resolve_run_dir(cfg: Config, out: str | Path | None) -> Path:
+    run_dir = Path(out) if out is not None else Path("runs") / cfg.name
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise FileExistsError(f"run folder {run_dir} already exists; continue it with --resume {run_dir}, "
+                              "or choose another with --out DIR")
+    return run_dir
+
+
+def fit(config: Config | str | Path | dict, out: str | Path | None = None, *, resume: str | Path | None = None,
+        overrides: tuple[str, ...] | list[str] = (), command: str = "", quiet: bool = False) -> tuple[Path, dict]:
+    """Train (or resume) a run from a config; returns ``(run_dir, final metrics)``. Everything is validated before
+    the run folder is created; an existing folder is never overwritten."""
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise ckpt.CheckpointError(f"{run_dir} is not a run folder (no config.yaml); give the folder that "
+                                       "rnnkit train created")
+        cfg = load_config(run_dir / "config.yaml", overrides)
+    else:
+        cfg = load_config(config, overrides)
+        run_dir = resolve_run_dir(cfg, out)
+    task = get_task(cfg.task)(cfg)  # a built-in task is both the Data and the Objective
+    trainer = Trainer(cfg.training, callbacks=cfg.callbacks, command=command, quiet=quiet)
+    metrics = trainer.fit(task, task, run_dir, config=cfg, resume=resume is not None)
+    return run_dir, metrics
+
+
+__all__ = ["fit", "from_dict", "load_config", "resolve_run_dir"]
