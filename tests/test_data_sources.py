@@ -238,3 +238,47 @@ def test_real_fashion_mnist(monkeypatch: pytest.MonkeyPatch) -> None:
     test = load_mnist_sequences("fashion-mnist", "test", download=False)
     assert test.X.shape == (10000, 28, 28) and 0 <= test.X.min() and test.X.max() <= 1
     assert test.classes == FASHION_MNIST_CLASSES and test.num_classes == 10
+
+
+# ----------------------------------------------------------------------------- the source registry
+def test_a_new_source_is_one_function_and_its_options_are_checked(tmp_path):
+    import rnnkit.data.sources as src
+    from rnnkit.build import fit, load_config
+    from rnnkit.config import ConfigError
+    from rnnkit.data.sequences import SequenceData
+
+    @src.register_source("noise-test", modality="sequences")
+    def noise(d, part, *, n: int = 60, steps: int = 5):
+        if part != "train":
+            return None
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(n, steps, 2)).astype(np.float32)
+        return SequenceData.from_arrays(X, (X[:, :, 0].sum(1) > 0).astype(np.int64))
+
+    try:
+        cfg = {"name": "noise", "model": {"hidden_size": 4},
+               "data": {"source": "noise-test", "options": {"n": 40}, "test_fraction": 0.2},
+               "training": {"epochs": 1, "num_threads": 1, "device": "cpu"}}
+        run_dir, metrics = fit(cfg, tmp_path / "run", quiet=True)
+        assert metrics["test"]["count"] == 8
+        with pytest.raises(ConfigError, match=r"data.options.stpes: unknown option \(did you mean 'steps'\?\)"):
+            load_config({**cfg, "data": {**cfg["data"], "options": {"stpes": 3}}})
+        with pytest.raises(ConfigError, match="data.options.n must be int, got 'many'"):
+            load_config({**cfg, "data": {**cfg["data"], "options": {"n": "many"}}})
+        with pytest.raises(ConfigError, match="data.source: 'noise-tset' is not one of .*did you mean 'noise-test'"):
+            load_config({**cfg, "data": {**cfg["data"], "source": "noise-tset"}})
+    finally:
+        src.SOURCES["sequences"].pop("noise-test", None)
+
+
+def test_csv_options_are_validated_before_anything_runs():
+    from rnnkit.build import load_config
+    from rnnkit.config import ConfigError
+
+    base = {"data": {"source": "embedded", "options": {"delimter": ";"}}}
+    with pytest.raises(ConfigError, match="source embedded takes no options"):
+        load_config(base)
+    for modality in ("sequences", "text", "series", "corpus"):
+        from rnnkit.data.sources import sources
+
+        assert sources(modality), modality

@@ -162,3 +162,21 @@ def test_estimator_uses_the_same_engine_as_yaml():
     a = rnnkit.SequenceClassifier(**{**FAST, "epochs": 1}).fit(X, y)
     b = rnnkit.SequenceClassifier(**{**FAST, "epochs": 1}).fit(X, y)
     np.testing.assert_allclose(a.predict_proba(X[:4]), b.predict_proba(X[:4]), atol=1e-6)  # seeded: repeatable
+
+
+def test_train_takes_arrays_in_the_config_and_twice_is_two_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    X, y = _sequences(60)
+    cfg = {"name": "arr", "model": {"hidden_size": 6}, "data": {"X": X, "y": (y == "up").astype(int),
+           "test_fraction": 0.2}, "training": {"epochs": 1, "num_threads": 1, "device": "cpu"}}
+    first, second = rnnkit.train(cfg), rnnkit.train(cfg)
+    assert first.path.name == "arr" and second.path.name == "arr-2"  # a notebook re-run trains a new run
+    assert (second.path / "data" / "train.npz").is_file() and first.metrics["test"]["count"] == 12
+    assert "arr" in first._repr_html_() and "test accuracy" in first._repr_html_()
+    fc = rnnkit.train({"name": "fc", "task": "forecasting", "data": {"values": np.sin(np.arange(90) / 3.0),
+                       "lookback": 12}, "training": {"epochs": 1, "num_threads": 1, "device": "cpu"}})
+    assert fc.metrics["test"]["count"] > 0
+    before = sorted(p.name for p in first.path.rglob("*"))
+    with pytest.raises(FileExistsError, match="already exists"):
+        rnnkit.train(cfg, out=first.path)
+    assert sorted(p.name for p in first.path.rglob("*")) == before  # nothing of the existing run touched

@@ -78,7 +78,7 @@ ALLOWED = {
     "errors": set(),
     "layers": set(),
     "data": {"errors"},
-    "config": {"errors", "layers"},
+    "config": {"errors", "layers", "data"},
     "training": {"errors", "config", "data", "report", "diagnostics"},
 }
 

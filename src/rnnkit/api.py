@@ -25,14 +25,43 @@ def train(config: Config | dict | str | Path, *, out: str | Path | None = None, 
           overrides: tuple[str, ...] | list[str] = (), quiet: bool = True) -> Run:
     """Train from a config (YAML path, mapping or :class:`~rnnkit.config.Config`) and return the :class:`Run`.
 
-    ``out``: run folder (default ``runs/<name>``, never overwritten); ``resume``: continue that run folder;
-    ``overrides``: ``["training.lr=0.01", ...]``; ``quiet``: no progress output.
+    ``out``: run folder (default: the next free ``runs/<name>``, ``runs/<name>-2``, ..., so calling it again in a
+    notebook trains a new run; an ``out`` that exists is never overwritten); ``resume``: continue that run
+    folder; ``overrides``: ``["training.lr=0.01", ...]``; ``quiet``: no progress output.
     """
-    from rnnkit.build import fit
+    from rnnkit.build import fit, load_config
+    from rnnkit.estimators import settle, stage_config
 
     command = f"rnnkit.train({str(config)!r})" if isinstance(config, str | Path) else "rnnkit.train(<config>)"
-    run_dir, _ = fit(config, out, resume=resume, overrides=overrides, command=command, quiet=quiet)
+    staging = None
+    if out is not None and resume is None and Path(out).exists() and (
+            not Path(out).is_dir() or any(Path(out).iterdir())):
+        raise FileExistsError(f"out={str(out)!r} already exists; give a new folder, or continue that run with "
+                              f"rnnkit.train(resume={str(out)!r})")
+    if isinstance(config, dict) and resume is None:  # arrays, texts, series given in the config itself
+        name = str(config.get("name", "run"))
+        target = Path(out) if out is not None else _free(Path("runs") / name)
+        config, staging = stage_config(config, target)
+        out = target
+    if out is None and resume is None:
+        cfg = load_config(config, overrides)
+        out = _free(Path("runs") / cfg.name)
+        config, overrides = cfg, ()
+    try:
+        run_dir, _ = fit(config, out, resume=resume, overrides=overrides, command=command, quiet=quiet)
+    finally:
+        if staging is not None:
+            settle(Path(out), staging)
     return Run.load(run_dir)
+
+
+def _free(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``, ... : the first that does not exist yet (or is an empty folder)."""
+    out, i = path, 1
+    while out.exists() and (not out.is_dir() or any(out.iterdir())):
+        i += 1
+        out = path.with_name(f"{path.name}-{i}")
+    return out
 
 
 class Run:
@@ -105,6 +134,24 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, task={self.config.task!r}, checkpoint={self.checkpoint!r})"
+
+    def _repr_html_(self) -> str:
+        """A short summary for Jupyter: task, model size, metrics of the test (else val) split, the folder."""
+        import html
+
+        m = self.metrics
+        rows = ""
+        for split in ("test", "val"):
+            if m.get(split):
+                rows = "".join(f"<tr><td>{html.escape(split)} {html.escape(k)}</td><td>{v:.4g}</td></tr>"
+                               for k, v in m[split].items() if isinstance(v, float))
+                break
+        params = sum(p.numel() for p in self.model.parameters())
+        report = self.path / "report.html"
+        link = f' &middot; <a href="{html.escape(str(report))}">report</a>' if report.is_file() else ""
+        return (f"<div><b>rnnkit run</b> {html.escape(self.config.name)} ({html.escape(self.config.task)}, "
+                f"{params:,} parameters, {html.escape(self.checkpoint)} checkpoint)<table>{rows}</table>"
+                f"<code>{html.escape(str(self.path))}</code>{link}</div>")
 
 
 def generate(run: Run | str | Path, prime: str | None = None, length: int = 500, temperature: float = 1.0,

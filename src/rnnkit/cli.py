@@ -98,7 +98,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from rnnkit.api import Run
     from rnnkit.tasks import require
-    from rnnkit.tasks.sequence_classification import write_predictions
+    from rnnkit.tasks.common import write_predictions
 
     if args.output is not None and Path(args.output).suffix not in (".csv", ".json"):
         raise ValueError(f"--output {args.output}: use a .csv or .json file name")

@@ -27,7 +27,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from rnnkit.errors import ConfigError  # noqa: E402 - re-exported: the config's one error type
 
@@ -77,20 +77,28 @@ class ModelConfig:
 class DataConfig:
     """Where the sequences come from and how they are split."""
 
-    source: Literal["npz", "csv", "mnist", "fashion-mnist", "embedded"] = "embedded"
+    modality: ClassVar[str] = "sequences"  # which registry of rnnkit.data.sources ``source`` names
+    source: str = "embedded"  # npz, csv, mnist, fashion-mnist, embedded, or any registered sequences source
     path: str | None = None  # npz/csv file (``${VAR}`` and ``~`` are expanded)
     test_path: str | None = None  # optional separate test file (npz/csv)
     val_path: str | None = None  # optional separate validation file (npz/csv); replaces val_fraction
     name: str = "digits"  # embedded data set name
     root: str | None = None  # mnist/fashion-mnist folder root; None: $RNNKIT_DATA or ~/.cache/rnnkit
     download: bool = True  # mnist/fashion-mnist: download when missing
-    options: dict = field(default_factory=dict)  # extra keyword arguments for the loader (csv)
+    options: dict = field(default_factory=dict)  # the source's options (its keyword arguments; csv: delimiter...)
     val_fraction: float = 0.1  # held out from the training set for validation / early stopping
     test_fraction: float = 0.0  # held out for testing when the source has no test split
     standardize: bool = False  # per-feature mean/std from the training split
     limit: int | None = None  # use only the first N training sequences (quick experiments)
 
+    def check_source(self) -> None:
+        """The source is registered for this modality and ``options`` fit its signature (did-you-mean)."""
+        from rnnkit.data.sources import check_options
+
+        check_options(self.modality, self.source, self.options)
+
     def check(self) -> None:
+        self.check_source()
         if self.source in ("npz", "csv"):
             if not self.path:
                 raise ConfigError(f"data.path is required for source: {self.source} (the .{self.source} file)")

@@ -571,6 +571,64 @@ for _cls in (SequenceClassifier, TextClassifier, Forecaster, LanguageModel):
     _cls.__init__.__doc__ = _cls.__doc__
 
 
+# ---------------------------------------------------------------------------------------------- configs
+_IN_MEMORY = {"X", "y", "lengths", "texts", "labels", "text", "series"}
+
+
+def stage_config(raw: dict, run_dir: Path) -> tuple[dict, Path | None]:
+    """A config mapping whose ``data`` holds in-memory data -> the same config reading files staged next to
+    ``run_dir`` (and the staging folder, which :func:`settle` moves into the run folder after training):
+
+    * ``X`` (N, T, D) array/tensor/list of (T_i, D) arrays, ``y``, optional ``lengths`` (sequence classification);
+    * ``texts`` and ``labels`` lists (text classification);
+    * ``series`` (forecasting): a 1-D array/list, or a pandas Series/DataFrame with a DatetimeIndex;
+      ``values`` may also be a numpy array;
+    * ``text`` (language model): a string or a list of documents.
+    """
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return raw, None
+    if "values" in data and not isinstance(data["values"], list | type(None)):
+        data = {**data, "values": np.asarray(data["values"], dtype=np.float64).ravel().tolist()}
+    given = _IN_MEMORY & set(data)
+    if not given:
+        return {**raw, "data": data}, None
+    staging = _Estimator._staging(run_dir)
+    rest = {k: v for k, v in data.items() if k not in _IN_MEMORY}
+    if "X" in given:
+        X, lengths = _as_sequences(data["X"], data.get("lengths"))
+        y = np.asarray(data.get("y", np.zeros(len(X), np.int64)))
+        rest.update({"source": "npz", "path": _npz(staging / "train.npz", X, y, lengths)})
+    elif "texts" in given:
+        rest.update({"source": rest.get("source", "csv"), "path": _csv(staging / "train.csv", _texts(data["texts"]),
+                                                                        np.asarray(data.get("labels")))})
+    elif "series" in given:
+        s = data["series"]
+        rest.update(_series_csv(staging / "series.csv", s) if _has_dates(s) else
+                    {"source": "array", "values": np.asarray(s, dtype=np.float64).ravel().tolist()})
+    elif "text" in given:
+        docs = [data["text"]] if isinstance(data["text"], str) else list(data["text"])
+        staging.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i, doc in enumerate(docs):
+            (staging / f"doc{i:04d}.txt").write_text(str(doc), encoding="utf-8")
+            paths.append(str((staging / f"doc{i:04d}.txt").resolve()))
+        rest.update({"source": "text", "files": paths})
+    return {**raw, "data": rest}, staging
+
+
+def settle(run_dir: Path, staging: Path | None) -> None:
+    """Move the staged data into ``<run>/data`` and point the run's config there."""
+    if staging is None or not staging.exists():
+        return
+    if not run_dir.exists():
+        shutil.rmtree(staging)
+        return
+    final = run_dir / "data"
+    shutil.move(str(staging), str(final))
+    _relocate_paths(run_dir, staging, final)
+
+
 def load(path: str | Path) -> _Estimator:
     """The estimator of any run folder (trained by an estimator, ``rnnkit train`` or ``rnnkit.train``), fitted,
     with its constructor arguments read from the run's config."""

@@ -24,10 +24,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from rnnkit.data.errors import DataError
+from rnnkit.data.sources import register_source
 
 UNK = "<unk>"
 UNK_CHAR = "\ufffd"  # how an unknown character decodes
@@ -264,6 +266,22 @@ def unigram_bits(counts: np.ndarray, stream: TokenStream) -> float:
     p = (counts + 1.0) / (counts.sum() + len(counts))
     targets = stream.ids[~stream.starts]
     return float(-np.log2(p[targets]).mean()) if len(targets) else float("nan")
+
+
+@register_source("embedded", modality="corpus")
+def embedded_corpus_source(d: Any) -> list[tuple[str, str]]:
+    """A text shipped inside the package (``data.name``), as one document."""
+    return [(d.name, embedded_text(d.name))]
+
+
+@register_source("text", modality="corpus")
+def text_corpus_source(d: Any) -> list[tuple[str, str]]:
+    """UTF-8 text files: ``data.path`` (a file or a folder of .txt files) and ``data.files``, less the files of
+    ``data.val_path`` / ``data.test_path``."""
+    held = [d.val_path, d.test_path]
+    paths = ([d.path] if d.path else []) + list(d.files or [])
+    held_files = [f for p in held if p for f in (Path(p).glob("*.txt") if Path(p).is_dir() else [Path(p)])]
+    return read_documents(paths, exclude=held_files)
 
 
 __all__ = ["EMBEDDED_TEXTS", "PARAGRAPH", "UNK", "Chunk", "Detokenizer", "TokenStream", "Vocab", "embedded_text",

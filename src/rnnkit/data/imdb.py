@@ -16,17 +16,21 @@ SHA-256 matched the published one.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import tarfile
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
 from rnnkit.data.download import fetch, file_digest
 from rnnkit.data.errors import DataError
 from rnnkit.data.paths import dataset_dir
+from rnnkit.data.sources import register_source
 from rnnkit.data.text import OOV, PAD, TextData, Vocabulary, load_folder
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -142,5 +146,34 @@ def load_keras_imdb(root: Path | str | None = None, download: bool = True, num_w
     return out[0], out[1], vocab
 
 
-__all__ = ["CLASSES", "IMDB_SHA256", "IMDB_URL", "imdb_folder", "keras_vocabulary", "load_imdb", "load_keras_imdb",
-           "safe_extract"]
+@register_source("imdb", modality="text")
+def imdb_source(d: Any, part: str) -> TextData | None:
+    """The Stanford IMDB reviews (downloaded into ``data.root`` when missing)."""
+    return None if part == "val" else load_imdb(part, d.root, d.download)
+
+
+@dataclass
+class PretokenizedText(TextData):
+    """Texts already as token ids (``ids``, one list per text) with their vocabulary: Keras' ``imdb.npz``."""
+
+    ids: list = field(default_factory=list)
+    vocab: Vocabulary | None = None
+
+
+@functools.lru_cache(maxsize=2)
+def _keras(root: str | None, download: bool, num_words: int | None):
+    return load_keras_imdb(root, download, num_words)
+
+
+@register_source("imdb-npz", modality="text")
+def imdb_npz_source(d: Any, part: str) -> TextData | None:
+    """Keras' ``imdb.npz``: reviews as word ids (Keras' layout: 1 start, 2 out-of-vocabulary, words from 3)."""
+    if part == "val":
+        return None
+    (xtr, ytr), (xte, yte), vocab = _keras(d.root, d.download, d.num_words)
+    x, y = (xtr, ytr) if part == "train" else (xte, yte)
+    return PretokenizedText([""] * len(x), [("neg", "pos")[int(v)] for v in y], list(x), vocab)
+
+
+__all__ = ["CLASSES", "IMDB_SHA256", "IMDB_URL", "PretokenizedText", "imdb_folder", "keras_vocabulary", "load_imdb",
+           "load_keras_imdb", "safe_extract"]

@@ -19,10 +19,12 @@ import csv
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from rnnkit.data.errors import DataError
+from rnnkit.data.sources import register_source
 
 FREQS = ("D", "W", "M", "Q", "Y")
 SEASON = {"D": 7, "W": 52, "M": 12, "Q": 4, "Y": 1}  # default seasonal period m of each frequency
@@ -340,6 +342,24 @@ def windows(z: np.ndarray, origins: np.ndarray, lookback: int, horizon: int) -> 
     ahead = origins[:, None] + np.arange(1, horizon + 1)[None, :]
     padded = np.concatenate([z[:, 0], np.full(horizon, np.nan)])
     return z[steps].astype(np.float32), padded[ahead].astype(np.float32)
+
+
+@register_source("embedded", modality="series")
+def embedded_series_source(d: Any) -> Series:
+    """A series shipped inside the package (``data.name``)."""
+    return load_embedded_series(d.name)
+
+
+@register_source("array", modality="series")
+def array_series_source(d: Any) -> Series:
+    """The series given in the config itself (``data.values``, a list of numbers)."""
+    return from_array(d.values)
+
+
+@register_source("csv", modality="series")
+def csv_series_source(d: Any, *, delimiter: str = ",") -> Series:
+    """A CSV with ``data.date_col``, ``data.target`` and ``data.covariates`` columns."""
+    return read_csv_series(d.path, d.date_col, d.target, d.covariates, d.freq, d.resample, delimiter)
 
 
 __all__ = ["EMBEDDED_SERIES", "FREQS", "SEASON", "Scaler", "Series", "calendar", "fill_gaps", "from_array",

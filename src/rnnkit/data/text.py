@@ -26,11 +26,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from rnnkit.data.errors import DataError
+from rnnkit.data.sources import register_source
 
 PAD, OOV = "<pad>", "<oov>"
 
@@ -320,6 +322,28 @@ def safe_text(t: object) -> str:
             return t.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         except UnicodeEncodeError:
             return t.encode("utf-8", "replace").decode("utf-8")
+
+
+_PATHS = {"train": "path", "val": "val_path", "test": "test_path"}
+
+
+def _table_source(delimiter: str | None):
+    def load(d: Any, part: str) -> TextData | None:
+        path = getattr(d, _PATHS[part])
+        return None if path is None else load_table(path, d.text_column, d.label_column, delimiter)
+
+    return load
+
+
+for _name, _sep in (("csv", None), ("tsv", "\t"), ("jsonl", None)):
+    register_source(_name, modality="text")(_table_source(_sep))
+
+
+@register_source("folder", modality="text")
+def folder_source(d: Any, part: str) -> TextData | None:
+    """``path/<class>/*.txt``: one sub-folder per class, one text per file."""
+    path = getattr(d, _PATHS[part])
+    return None if path is None else load_folder(path)
 
 
 __all__ = ["OOV", "PAD", "Corpus", "TextData", "Tokenizer", "Vocabulary", "bucket_batches", "clean", "load_folder",

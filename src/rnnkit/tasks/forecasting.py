@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -51,7 +51,8 @@ class ForecastModelConfig(ModelConfig):
 
 @dataclass
 class ForecastDataConfig(DataConfig):
-    source: Literal["csv", "array", "embedded"] = "embedded"
+    modality: ClassVar[str] = "series"
+    source: str = "embedded"  # csv, array, embedded, or any registered series source
     name: str = "sunspots"  # embedded series
     values: list | None = None  # source: array: the series itself
     date_col: str | None = None  # csv: the date column (ISO dates or whole years); null: rows are steps
@@ -73,6 +74,7 @@ class ForecastDataConfig(DataConfig):
     def check(self) -> None:
         from rnnkit.data.series import EMBEDDED_SERIES
 
+        self.check_source()
         if self.source == "csv" and (not self.path or not Path(self.path).is_file()):
             raise ConfigError(f"data.path: give the CSV file for source: csv (not found: {self.path})")
         if self.source == "array" and not self.values:
@@ -106,7 +108,7 @@ class Forecaster(nn.Module):
 
     def __init__(self, m: ForecastModelConfig, input_size: int, steps: int, outputs: int) -> None:
         super().__init__()
-        from rnnkit.tasks.sequence_classification import make_rnn
+        from rnnkit.tasks.common import make_rnn
 
         self.steps, self.outputs, self.directions = steps, outputs, 2 if m.bidirectional else 1
         self.rnn = make_rnn(m, input_size)
@@ -177,17 +179,12 @@ class Forecasting(Task):
 
     def read(self, source=None):
         """The configured series (``source`` None), a CSV path, an array (T,) / (T, 1+C) or a Series, filled."""
-        from rnnkit.data.series import Series, fill_gaps, from_array, load_embedded_series, read_csv_series
+        from rnnkit.data.series import Series, fill_gaps, from_array, read_csv_series
+        from rnnkit.data.sources import load_part
 
         d = self.cfg.data
         if source is None:
-            if d.source == "embedded":
-                s = load_embedded_series(d.name)
-            elif d.source == "array":
-                s = from_array(d.values)
-            else:
-                s = read_csv_series(d.path, d.date_col, d.target, d.covariates, d.freq, d.resample,
-                                    d.options.get("delimiter", ","))
+            s = load_part("series", d)
         elif isinstance(source, Series):
             s = source
         elif isinstance(source, str | Path):
@@ -490,7 +487,7 @@ class Forecasting(Task):
         if model is not None and data is not None and len(data):
             device = next(model.parameters()).device
             _, pred, lo, hi = self._outputs(model, data, device, self.cfg.data.horizon)
-            from rnnkit.tasks.sequence_classification import write_predictions
+            from rnnkit.tasks.common import write_predictions
 
             write_predictions(self._records(data, pred, lo, hi), run_dir / "test_forecasts.csv")
             if have_matplotlib():

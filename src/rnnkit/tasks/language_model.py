@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
 from rnnkit.data.corpus import Chunk, Detokenizer, TokenStream, Vocab, eval_layout, stream_chunk
 from rnnkit.tasks import register_task
 from rnnkit.tasks.base import ExportSpec, StepResult, Task
-from rnnkit.tasks.sequence_classification import make_rnn
+from rnnkit.tasks.common import make_rnn
 
 LN2 = math.log(2.0)
 REPORT_TEMPERATURES = (0.5, 0.8, 1.0)
@@ -54,7 +54,8 @@ class LMModelConfig(ModelConfig):
 
 @dataclass
 class LMDataConfig(DataConfig):
-    source: Literal["text", "embedded"] = "embedded"  # type: ignore[assignment]
+    modality: ClassVar[str] = "corpus"
+    source: str = "embedded"  # text, embedded, or any registered corpus source
     path: str | None = None  # training text: a UTF-8 file, or a folder of .txt files (less val/test files)
     files: list | None = None  # more training files (a list of paths)
     val_path: str | None = None  # validation text (file or folder); default: the tail of each document
@@ -72,6 +73,7 @@ class LMDataConfig(DataConfig):
     limit: int | None = None  # use only the first N characters of the training text
 
     def check(self) -> None:
+        self.check_source()
         if self.source == "text" and not self.path and not self.files:
             raise ConfigError("data.path is required for source: text (a .txt file or a folder of them)")
         if self.source == "embedded" and (self.path or self.files):
@@ -173,17 +175,13 @@ class LanguageModel(Task):
 
     # ---- data ------------------------------------------------------------------------------------------
     def _read(self) -> tuple[list[tuple[str, str]], list | None, list | None]:
-        from rnnkit.data.corpus import embedded_text, read_documents
+        from rnnkit.data.corpus import read_documents
+        from rnnkit.data.sources import load_part
 
         d = self.cfg.data
         val = read_documents([d.val_path]) if d.val_path else None
         test = read_documents([d.test_path]) if d.test_path else None
-        if d.source == "embedded":
-            return [(d.name, embedded_text(d.name))], val, test
-        held = [d.val_path, d.test_path]
-        paths = ([d.path] if d.path else []) + list(d.files or [])
-        held_files = [f for p in held if p for f in (Path(p).glob("*.txt") if Path(p).is_dir() else [Path(p)])]
-        return read_documents(paths, exclude=held_files), val, test
+        return load_part("corpus", d), val, test
 
     def setup(self) -> None:
         from rnnkit.data import DataError

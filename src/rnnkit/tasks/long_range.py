@@ -35,7 +35,7 @@ from torch import nn
 from rnnkit.config import ConfigError, ModelConfig
 from rnnkit.tasks import register_task
 from rnnkit.tasks.base import ExportSpec, StepResult, Task
-from rnnkit.tasks.sequence_classification import make_rnn
+from rnnkit.tasks.common import make_rnn
 
 SPLITS = ("train", "val", "test")
 

@@ -7,7 +7,6 @@ cross-entropy (padded steps masked out); metrics: accuracy, macro-F1, confusion 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,6 +19,7 @@ from torch import nn
 from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
 from rnnkit.tasks import register_task
 from rnnkit.tasks.base import ExportSpec, StepResult, Task
+from rnnkit.tasks.common import classification_metrics, confusion_matrix, make_rnn, write_predictions
 
 
 @dataclass
@@ -33,21 +33,7 @@ class ClassifierModelConfig(ModelConfig):
             raise ConfigError(f"model.head_dropout must be in [0, 1), got {self.head_dropout}")
 
 
-def make_rnn(m: ModelConfig, input_size: int) -> nn.Module:
-    """The rnnkit recurrent layer described by ``m`` (batch-first), built through the cell registry."""
-    from rnnkit import layers
 
-    kwargs: dict = dict(bidirectional=m.bidirectional, dropout=m.dropout, recurrent_dropout=m.recurrent_dropout,
-                        layer_norm=m.layer_norm, batch_first=True)
-    if m.activation is not None:
-        kwargs["activation"] = m.activation
-    if m.recurrent_activation is not None:
-        kwargs["recurrent_activation"] = m.recurrent_activation
-    if not m.reset_after:
-        kwargs["reset_after"] = m.reset_after
-    if m.engine != "auto":
-        kwargs["engine"] = m.engine
-    return layers.make_layer(m.cell, input_size, m.hidden_size, m.num_layers, **kwargs)
 
 
 class SequenceClassifier(nn.Module):
@@ -91,19 +77,7 @@ class Split:
         return len(self.X)
 
 
-def confusion_matrix(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
-    """(K, K) counts: row = true class, column = predicted class."""
-    return np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
 
-
-def classification_metrics(cm: np.ndarray) -> dict:
-    """Accuracy and macro-F1 (over classes present in the labels or the predictions) of a confusion matrix."""
-    tp = np.diag(cm).astype(np.float64)
-    support, predicted = cm.sum(1), cm.sum(0)
-    present = (support + predicted) > 0
-    f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=present)
-    macro_f1 = float(f1[present].mean()) if present.any() else 0.0
-    return {"accuracy": float(tp.sum() / max(cm.sum(), 1)), "macro_f1": macro_f1}
 
 
 @register_task("sequence_classification")
@@ -124,27 +98,16 @@ class SequenceClassification(Task):
 
     # ---- data ------------------------------------------------------------------------------------------
     def _load(self):
-        from rnnkit.data.embedded import load_embedded
-        from rnnkit.data.sequences import load_csv, load_mnist_sequences, load_npz
+        """(train, test or None) of the configured source (:mod:`rnnkit.data.sources`)."""
+        from rnnkit.data.sources import load_part
 
-        d = self.cfg.data
-        if d.source == "npz":
-            return load_npz(d.path), load_npz(d.test_path) if d.test_path else None
-        if d.source == "csv":
-            return load_csv(d.path, **d.options), load_csv(d.test_path, **d.options) if d.test_path else None
-        if d.source in ("mnist", "fashion-mnist"):
-            return (load_mnist_sequences(d.source, "train", d.root, d.download),
-                    load_mnist_sequences(d.source, "test", d.root, d.download))
-        return load_embedded(d.name), None
+        return load_part("sequences", self.cfg.data, "train"), load_part("sequences", self.cfg.data, "test")
 
     def _load_val(self):
-        """The separate validation file (``data.val_path``), or None."""
-        from rnnkit.data.sequences import load_csv, load_npz
+        """The source's own validation part (``data.val_path``), or None."""
+        from rnnkit.data.sources import load_part
 
-        d = self.cfg.data
-        if not d.val_path:
-            return None
-        return load_npz(d.val_path) if d.source == "npz" else load_csv(d.val_path, **d.options)
+        return load_part("sequences", self.cfg.data, "val")
 
     def setup(self) -> None:
         from rnnkit.data import DataError
@@ -332,17 +295,7 @@ class SequenceClassification(Task):
         return [confusion_section(np.asarray(cm), self.classes, split)] if cm else []
 
 
-def write_predictions(records: list[dict], path: Path) -> None:
-    """Write ``records`` as CSV (by suffix ``.csv``) or JSON."""
-    import csv
 
-    if path.suffix == ".csv":
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(records[0]) if records else ["index", "predicted"])
-            w.writeheader()
-            w.writerows(records)
-    else:
-        path.write_text(json.dumps(records, indent=1) + "\n")
 
 
 __all__ = ["ClassifierModelConfig", "SequenceClassification", "SequenceClassifier", "classification_metrics",

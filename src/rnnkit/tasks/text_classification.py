@@ -21,7 +21,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
 from rnnkit.data.text import Corpus, TextData, Tokenizer, Vocabulary, safe_text
 from rnnkit.tasks import register_task
 from rnnkit.tasks.base import ExportSpec, StepResult, Task, batch_indices
-from rnnkit.tasks.sequence_classification import classification_metrics, confusion_matrix, make_rnn
+from rnnkit.tasks.common import classification_metrics, confusion_matrix, make_rnn
 
 TABLES = ("csv", "tsv", "jsonl")
 
@@ -70,7 +70,8 @@ class TextModelConfig(ModelConfig):
 
 @dataclass
 class TextDataConfig(DataConfig):
-    source: Literal["csv", "tsv", "jsonl", "folder", "imdb", "imdb-npz"] = "csv"  # type: ignore[assignment]
+    modality: ClassVar[str] = "text"
+    source: str = "csv"  # csv, tsv, jsonl, folder, imdb, imdb-npz, or any registered text source
     text_column: str = "text"
     label_column: str = "label"
     positive_label: str | None = None  # binary: the class that counts as positive (F1, ROC-AUC, probability)
@@ -85,6 +86,7 @@ class TextDataConfig(DataConfig):
     bucket_size: int = 50  # batches per sorted chunk
 
     def check(self) -> None:
+        self.check_source()
         for key in ("path", "test_path", "val_path"):
             p = getattr(self, key)
             if p is None:
@@ -220,23 +222,16 @@ class TextClassification(Task):
 
     # ---- data ------------------------------------------------------------------------------------------
     def _load(self) -> tuple[TextData, TextData | None, tuple | None]:
-        """(train, test or None, Keras ids (train, test) or None) for the configured source."""
-        from rnnkit.data.text import load_folder, load_table
+        """(train, test or None, token ids (train, test) or None) of the configured source; a source of
+        pre-tokenized texts (imdb-npz) brings its own vocabulary."""
+        from rnnkit.data.sources import load_part
 
         d = self.cfg.data
-        if d.source == "imdb":
-            from rnnkit.data.imdb import load_imdb
-
-            return load_imdb("train", d.root, d.download), load_imdb("test", d.root, d.download), None
-        if d.source == "imdb-npz":
-            from rnnkit.data.imdb import load_keras_imdb
-
-            (xtr, ytr), (xte, yte), self.vocab = load_keras_imdb(d.root, d.download, d.num_words)
-            label = lambda y: [("neg", "pos")[int(v)] for v in y]  # noqa: E731
-            return TextData([""] * len(xtr), label(ytr)), TextData([""] * len(xte), label(yte)), (xtr, xte)
-        read = (lambda p: load_folder(p)) if d.source == "folder" else (
-            lambda p: load_table(p, d.text_column, d.label_column, "\t" if d.source == "tsv" else None))
-        return read(d.path), (read(d.test_path) if d.test_path else None), None
+        train, test = load_part("text", d, "train"), load_part("text", d, "test")
+        if getattr(train, "vocab", None) is not None:
+            self.vocab = train.vocab
+            return train, test, (train.ids, test.ids if test is not None else None)
+        return train, test, None
 
     def setup(self) -> None:
         from rnnkit.data import DataError
@@ -254,10 +249,9 @@ class TextClassification(Task):
         elif test is not None:
             parts["test"] = (test, te_ids, np.arange(len(test)))
         if d.val_path:
-            from rnnkit.data.text import load_folder, load_table
+            from rnnkit.data.sources import load_part
 
-            val = load_folder(d.val_path) if d.source == "folder" else load_table(
-                d.val_path, d.text_column, d.label_column, "\t" if d.source == "tsv" else None)
+            val = load_part("text", d, "val")
             parts["val"] = (val, None, np.arange(len(val)))
         elif d.val_fraction > 0:
             perm = np.random.default_rng(seed + 1).permutation(order)

@@ -1,5 +1,6 @@
 """Console output of a training run: a ``rich`` progress bar per epoch (loss, running metric, sequences/s,
-ETA) when stderr is a terminal, and one summary line per epoch on stdout unless quiet."""
+ETA) when stderr is a terminal or the code runs in a Jupyter notebook (rich draws it as a widget there), and
+one summary line per epoch on stdout unless quiet."""
 
 from __future__ import annotations
 
@@ -16,11 +17,20 @@ def format_row(row: dict) -> str:
     return "  ".join(parts)
 
 
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (rich's own test)."""
+    if "ipykernel" not in sys.modules:
+        return False
+    from rich.console import Console
+
+    return Console().is_jupyter
+
+
 class Progress:
     def __init__(self, epochs: int, metric: str | None, enabled: bool, quiet: bool) -> None:
         self.epochs, self.metric, self.quiet = epochs, metric, quiet
         self.bar = None
-        if enabled and not quiet and sys.stderr.isatty():
+        if enabled and not quiet and (sys.stderr.isatty() or in_notebook()):
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
             from rich.progress import Progress as Bar

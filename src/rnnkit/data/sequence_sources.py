@@ -1,0 +1,46 @@
+"""The built-in sources of the ``sequences`` modality (sequence classification): npz, csv, mnist,
+fashion-mnist and the embedded demo data. Each is one function; see :mod:`rnnkit.data.sources`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rnnkit.data.embedded import load_embedded
+from rnnkit.data.sequences import SequenceData, load_csv, load_mnist_sequences, load_npz
+from rnnkit.data.sources import register_source
+
+_PATHS = {"train": "path", "val": "val_path", "test": "test_path"}
+
+
+@register_source("npz", modality="sequences")
+def npz_source(d: Any, part: str) -> SequenceData | None:
+    """``X`` (N, T, D), ``y`` and optional ``lengths`` from ``data.path`` (``val_path``, ``test_path``)."""
+    path = getattr(d, _PATHS[part])
+    return None if path is None else load_npz(path)
+
+
+@register_source("csv", modality="sequences")
+def csv_source(d: Any, part: str, *, id_col: str = "id", time_col: str = "t", label_col: str = "label",
+               features: list | None = None, per_step: bool | None = None, delimiter: str = ",") -> SequenceData | None:
+    """A long-format CSV, one row per step (see :func:`rnnkit.data.sequences.load_csv`)."""
+    path = getattr(d, _PATHS[part])
+    return None if path is None else load_csv(path, id_col=id_col, time_col=time_col, label_col=label_col,
+                                              features=features, per_step=per_step, delimiter=delimiter)
+
+
+@register_source("mnist", modality="sequences")
+def mnist_source(d: Any, part: str) -> SequenceData | None:
+    """MNIST, each image 28 steps of 28 pixels, from ``data.root`` (downloaded when missing)."""
+    return None if part == "val" else load_mnist_sequences("mnist", part, d.root, d.download)
+
+
+@register_source("fashion-mnist", modality="sequences")
+def fashion_mnist_source(d: Any, part: str) -> SequenceData | None:
+    """Fashion-MNIST, each image 28 steps of 28 pixels, from ``data.root`` (downloaded when missing)."""
+    return None if part == "val" else load_mnist_sequences("fashion-mnist", part, d.root, d.download)
+
+
+@register_source("embedded", modality="sequences")
+def embedded_source(d: Any, part: str) -> SequenceData | None:
+    """Data shipped inside the package (``data.name``: digits)."""
+    return load_embedded(d.name) if part == "train" else None
