@@ -79,7 +79,7 @@ ALLOWED = {
     "layers": set(),
     "data": {"errors"},
     "config": {"errors", "layers", "data"},
-    "training": {"errors", "config", "data", "report", "diagnostics"},
+    "training": {"errors", "config", "data", "layers", "report", "diagnostics"},
 }
 
 

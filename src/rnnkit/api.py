@@ -30,7 +30,7 @@ def train(config: Config | dict | str | Path, *, out: str | Path | None = None, 
     folder; ``overrides``: ``["training.lr=0.01", ...]``; ``quiet``: no progress output.
     """
     from rnnkit.build import fit, load_config
-    from rnnkit.estimators import settle, stage_config
+    from rnnkit.data.memory import settle, stage_config
 
     command = f"rnnkit.train({str(config)!r})" if isinstance(config, str | Path) else "rnnkit.train(<config>)"
     staging = None

@@ -295,6 +295,31 @@ def _version() -> str:
     return __version__
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Versions, threads, the native kernel's state (building it if needed) and CUDA; always exits 0."""
+    import platform
+
+    import torch
+
+    from rnnkit.layers import native
+
+    print(f"rnnkit {_version()}, torch {torch.__version__}, Python {platform.python_version()} "
+          f"({sys.executable})")
+    print(f"threads: torch {torch.get_num_threads()} of {os.cpu_count()} CPUs")
+    why = native.why_unavailable()
+    if why is None and native.enabled():
+        print(f"native kernel: ok ({native.build_dir()})")
+    else:
+        why = native.why_unavailable() or "unknown"
+        print(f"native kernel: unavailable ({why}); layers run the same math in the Python scan, slower")
+    if torch.cuda.is_available():
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        print(f"CUDA: {torch.version.cuda} on {names}; cuDNN {torch.backends.cudnn.version()}")
+    else:
+        print(f"CUDA: not available (torch built with CUDA {torch.version.cuda or 'none'})")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from rnnkit.export import export_run
 
@@ -430,6 +455,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--title", help="title of the plot")
     s.add_argument("--json", action="store_true", help="print the numbers as JSON lines")
     s.set_defaults(func=cmd_diagnose)
+
+    s = sub.add_parser("doctor", help="versions, threads, the native kernel's state and CUDA",
+                       formatter_class=fmt, epilog="examples:\n  rnnkit doctor")
+    s.set_defaults(func=cmd_doctor)
 
     s = sub.add_parser("config", help="the fully resolved config of a file or a task, every default filled in",
                        formatter_class=fmt, epilog="examples:\n  rnnkit config show examples/digits.yaml\n"

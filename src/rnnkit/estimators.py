@@ -19,7 +19,6 @@ of any run folder. An unknown keyword is a TypeError with a did-you-mean.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import difflib
 import inspect
@@ -33,6 +32,16 @@ import numpy as np
 import torch
 
 from rnnkit.config import TrainingConfig
+from rnnkit.data.memory import (
+    as_sequences,
+    as_texts,
+    has_dates,
+    relocate,
+    staging_dir,
+    write_npz,
+    write_series_csv,
+    write_text_csv,
+)
 
 # data keys an in-memory estimator manages itself (sources and files), and never a constructor argument
 _DATA_OWN = {"source", "path", "test_path", "val_path", "name", "root", "download", "options", "values", "files",
@@ -146,7 +155,7 @@ class _Estimator:
     @staticmethod
     def _staging(run_dir: Path) -> Path:
         """Where fit writes the data before the run folder exists (moved to ``<run>/data`` afterwards)."""
-        return run_dir.parent / f".{run_dir.name}.data"
+        return staging_dir(run_dir)
 
     def _train(self, run_dir: Path, data: dict) -> None:
         from rnnkit.api import Run
@@ -159,7 +168,7 @@ class _Estimator:
         finally:  # the data files go into the run folder, and its config.yaml points there
             if staging.exists() and run_dir.exists():
                 shutil.move(str(staging), str(final))
-                _relocate_paths(run_dir, staging, final)
+                relocate(run_dir, staging, final)
                 classes = getattr(self, "classes_", None)
                 if classes is not None and classes.dtype.kind in "biufUS":  # the original labels, for load()
                     np.save(final / "classes.npy", classes, allow_pickle=False)
@@ -252,38 +261,10 @@ def _section_defaults(task: str, data_keep: set[str] | None = None) -> tuple[dic
 
 
 # ---------------------------------------------------------------------------------------------- sequences
-def _as_sequences(X: Any, lengths: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """X as (N, T, D) float32 and lengths (N,) or None: an array/tensor (N, T, D) or (N, T) (one feature), or a
-    list of (T_i, D) arrays, padded with zeros at the end."""
-    if isinstance(X, torch.Tensor):
-        X = X.detach().cpu().numpy()
-    if isinstance(X, list | tuple) and X and np.ndim(X[0]) >= 1 and len({np.shape(x) for x in X}) > 1:
-        seqs = [np.asarray(x, dtype=np.float32) for x in X]
-        seqs = [s[:, None] if s.ndim == 1 else s for s in seqs]
-        if len({s.shape[1:] for s in seqs}) != 1 or any(s.ndim != 2 for s in seqs):
-            raise ValueError("a list of sequences needs arrays of shape (T_i, D) with the same D")
-        n = np.array([len(s) for s in seqs], dtype=np.int64)
-        if n.min() < 1:
-            raise ValueError("every sequence needs at least one step")
-        out = np.zeros((len(seqs), int(n.max()), seqs[0].shape[1]), np.float32)
-        for i, s in enumerate(seqs):
-            out[i, : len(s)] = s
-        return out, n if lengths is None else np.asarray(lengths, dtype=np.int64)
-    arr = np.asarray(X, dtype=np.float32)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3:
-        raise ValueError(f"X must be (N, T, D), (N, T) or a list of (T_i, D) arrays, got shape {arr.shape}")
-    return arr, None if lengths is None else np.asarray(lengths, dtype=np.int64)
 
 
-def _npz(path: Path, X: np.ndarray, y: np.ndarray, lengths: np.ndarray | None) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {"X": X, "y": y}
-    if lengths is not None:
-        arrays["lengths"] = lengths
-    np.savez(path, **arrays)
-    return str(path.resolve())
+
+
 
 
 class _ClassifierMixin:
@@ -317,7 +298,7 @@ class _ClassifierMixin:
         pred, y = self.predict(X, **kw), np.asarray(y)
         if pred.ndim == 2:  # per step: padded steps do not count
             n = kw.get("lengths")
-            _, lengths = _as_sequences(X, n)
+            _, lengths = as_sequences(X, n)
             if lengths is not None:
                 valid = np.arange(pred.shape[1])[None, :] < lengths[:, None]
                 return float((pred[valid] == y[:, : pred.shape[1]][valid]).mean())
@@ -337,7 +318,7 @@ class SequenceClassifier(_ClassifierMixin, _Estimator):
     _task = "sequence_classification"
 
     def fit(self, X: Any, y: Any, lengths: Any = None, validation_data: tuple | None = None) -> SequenceClassifier:
-        X, lengths = _as_sequences(X, lengths)
+        X, lengths = as_sequences(X, lengths)
         y_arr = np.asarray(y)
         if len(y_arr) != len(X):
             raise ValueError(f"X has {len(X)} sequences but y has {len(y_arr)} labels")
@@ -346,11 +327,11 @@ class SequenceClassifier(_ClassifierMixin, _Estimator):
             mask = np.arange(y_arr.shape[1])[None, :] < lengths[:, None]
         y_idx = self._encode_labels(y_arr, mask)
         run_dir = self._run_dir()
-        data: dict[str, Any] = {"source": "npz", "path": _npz(self._staging(run_dir) / "train.npz", X,
+        data: dict[str, Any] = {"source": "npz", "path": write_npz(self._staging(run_dir) / "train.npz", X,
                                                                  y_idx, lengths), "test_fraction": 0.0}
         if validation_data is not None:
-            Xv, lv = _as_sequences(validation_data[0], validation_data[2] if len(validation_data) > 2 else None)
-            data["val_path"] = _npz(self._staging(run_dir) / "val.npz", Xv,
+            Xv, lv = as_sequences(validation_data[0], validation_data[2] if len(validation_data) > 2 else None)
+            data["val_path"] = write_npz(self._staging(run_dir) / "val.npz", Xv,
                                     self._labels_to_index(validation_data[1]), lv)
         self._train(run_dir, data)
         return self
@@ -359,7 +340,7 @@ class SequenceClassifier(_ClassifierMixin, _Estimator):
     def predict_proba(self, X: Any, lengths: Any = None) -> np.ndarray:
         """Class probabilities (N, K) — (N, T, K) for a per-step tagger — columns in the order of ``classes_``."""
         self._fitted()
-        X, lengths = _as_sequences(X, lengths)
+        X, lengths = as_sequences(X, lengths)
         run = self.run_
         split = run.task.as_input(X if lengths is None else _seq_data(X, lengths), labels=False)
         bs, out = run.config.training.eval_batch_size, []
@@ -377,10 +358,7 @@ def _seq_data(X: np.ndarray, lengths: np.ndarray):
     return SequenceData.from_arrays(X, np.zeros(len(X), np.int64), lengths, where="input")
 
 
-def _relocate_paths(run_dir: Path, old: Path, new: Path) -> None:
-    cfg = run_dir / "config.yaml"
-    if cfg.is_file():
-        cfg.write_text(cfg.read_text().replace(str(old.resolve()), str(new.resolve())))
+
 
 
 # ---------------------------------------------------------------------------------------------- text
@@ -393,16 +371,16 @@ class TextClassifier(_ClassifierMixin, _Estimator):
     _task = "text_classification"
 
     def fit(self, texts: Any, labels: Any, validation_data: tuple | None = None) -> TextClassifier:
-        texts = _texts(texts)
+        texts = as_texts(texts)
         if len(texts) != len(labels):
             raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
         y = self._encode_labels(np.asarray(labels))
         run_dir = self._run_dir()
         staging = self._staging(run_dir)
-        data: dict[str, Any] = {"source": "csv", "path": _csv(staging / "train.csv", texts, y),
+        data: dict[str, Any] = {"source": "csv", "path": write_text_csv(staging / "train.csv", texts, y),
                                 "text_column": "text", "label_column": "label"}
         if validation_data is not None:
-            data["val_path"] = _csv(staging / "val.csv", _texts(validation_data[0]),
+            data["val_path"] = write_text_csv(staging / "val.csv", as_texts(validation_data[0]),
                                     self._labels_to_index(validation_data[1]))
         self._train(run_dir, data)
         return self
@@ -411,7 +389,7 @@ class TextClassifier(_ClassifierMixin, _Estimator):
         """Class probabilities (N, K), columns in the order of ``classes_``."""
         self._fitted()
         run = self.run_
-        corpus = run.task.as_input(_texts(texts), labels=False)
+        corpus = run.task.as_input(as_texts(texts), labels=False)
         return run.task.probabilities(run.model, corpus, run.device)[1]
 
     def explain(self, texts: Any, steps: int = 50) -> list:
@@ -419,24 +397,13 @@ class TextClassifier(_ClassifierMixin, _Estimator):
         from rnnkit.explain import explain_texts
 
         self._fitted()
-        return explain_texts(self.run_, _texts(texts), steps)
+        return explain_texts(self.run_, as_texts(texts), steps)
 
 
-def _texts(texts: Any) -> list[str]:
-    if isinstance(texts, str):
-        raise ValueError("give a list of texts, not one string")
-    out = [str(t) for t in texts]
-    return out
 
 
-def _csv(path: Path, texts: list[str], y: np.ndarray) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        for t, label in zip(texts, y.tolist(), strict=True):
-            w.writerow([t, str(label)])
-    return str(path.resolve())
+
+
 
 
 # ---------------------------------------------------------------------------------------------- forecasting
@@ -455,9 +422,9 @@ class Forecaster(_Estimator):
         run_dir = self._run_dir()
         staging = self._staging(run_dir)
         data: dict[str, Any] = {"test_fraction": self.test_fraction}
-        self.dated_ = _has_dates(series)
+        self.dated_ = has_dates(series)
         if self.dated_:
-            data.update(_series_csv(staging / "series.csv", series))
+            data.update(write_series_csv(staging / "series.csv", series))
         else:
             values = np.asarray(series.values if hasattr(series, "values") else series, dtype=np.float64).ravel()
             data.update({"source": "array", "values": values.tolist()})
@@ -491,31 +458,17 @@ class Forecaster(_Estimator):
         else:
             staging = Path(tempfile.mkdtemp(prefix="rnnkit-bt-"))
             data = {"test_fraction": self.test_fraction}
-            data.update(_series_csv(staging / "series.csv", series) if _has_dates(series) else
+            data.update(write_series_csv(staging / "series.csv", series) if has_dates(series) else
                         {"source": "array", "values": np.asarray(series, dtype=np.float64).ravel().tolist()})
             cfg = self._config(data)
         where = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="rnnkit-bt-")) / "backtest"
         return backtest(cfg, where, folds=folds, stride=stride, quiet=not self.verbose)
 
 
-def _has_dates(series: Any) -> bool:
-    index = getattr(series, "index", None)
-    return index is not None and type(index).__name__ in ("DatetimeIndex", "PeriodIndex")
 
 
-def _series_csv(path: Path, series: Any) -> dict:
-    import pandas as pd
 
-    frame = series.to_frame() if isinstance(series, pd.Series) else series
-    frame = frame.copy()
-    if type(frame.index).__name__ == "PeriodIndex":
-        frame.index = frame.index.to_timestamp()
-    cols = [str(c) for c in frame.columns]
-    frame.columns = cols
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.rename_axis("date").reset_index().to_csv(path, index=False, date_format="%Y-%m-%d")
-    return {"source": "csv", "path": str(path.resolve()), "date_col": "date", "target": cols[0],
-            "covariates": cols[1:]}
+
 
 
 # ---------------------------------------------------------------------------------------------- language model
@@ -571,62 +524,7 @@ for _cls in (SequenceClassifier, TextClassifier, Forecaster, LanguageModel):
     _cls.__init__.__doc__ = _cls.__doc__
 
 
-# ---------------------------------------------------------------------------------------------- configs
-_IN_MEMORY = {"X", "y", "lengths", "texts", "labels", "text", "series"}
 
-
-def stage_config(raw: dict, run_dir: Path) -> tuple[dict, Path | None]:
-    """A config mapping whose ``data`` holds in-memory data -> the same config reading files staged next to
-    ``run_dir`` (and the staging folder, which :func:`settle` moves into the run folder after training):
-
-    * ``X`` (N, T, D) array/tensor/list of (T_i, D) arrays, ``y``, optional ``lengths`` (sequence classification);
-    * ``texts`` and ``labels`` lists (text classification);
-    * ``series`` (forecasting): a 1-D array/list, or a pandas Series/DataFrame with a DatetimeIndex;
-      ``values`` may also be a numpy array;
-    * ``text`` (language model): a string or a list of documents.
-    """
-    data = raw.get("data")
-    if not isinstance(data, dict):
-        return raw, None
-    if "values" in data and not isinstance(data["values"], list | type(None)):
-        data = {**data, "values": np.asarray(data["values"], dtype=np.float64).ravel().tolist()}
-    given = _IN_MEMORY & set(data)
-    if not given:
-        return {**raw, "data": data}, None
-    staging = _Estimator._staging(run_dir)
-    rest = {k: v for k, v in data.items() if k not in _IN_MEMORY}
-    if "X" in given:
-        X, lengths = _as_sequences(data["X"], data.get("lengths"))
-        y = np.asarray(data.get("y", np.zeros(len(X), np.int64)))
-        rest.update({"source": "npz", "path": _npz(staging / "train.npz", X, y, lengths)})
-    elif "texts" in given:
-        rest.update({"source": rest.get("source", "csv"), "path": _csv(staging / "train.csv", _texts(data["texts"]),
-                                                                        np.asarray(data.get("labels")))})
-    elif "series" in given:
-        s = data["series"]
-        rest.update(_series_csv(staging / "series.csv", s) if _has_dates(s) else
-                    {"source": "array", "values": np.asarray(s, dtype=np.float64).ravel().tolist()})
-    elif "text" in given:
-        docs = [data["text"]] if isinstance(data["text"], str) else list(data["text"])
-        staging.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for i, doc in enumerate(docs):
-            (staging / f"doc{i:04d}.txt").write_text(str(doc), encoding="utf-8")
-            paths.append(str((staging / f"doc{i:04d}.txt").resolve()))
-        rest.update({"source": "text", "files": paths})
-    return {**raw, "data": rest}, staging
-
-
-def settle(run_dir: Path, staging: Path | None) -> None:
-    """Move the staged data into ``<run>/data`` and point the run's config there."""
-    if staging is None or not staging.exists():
-        return
-    if not run_dir.exists():
-        shutil.rmtree(staging)
-        return
-    final = run_dir / "data"
-    shutil.move(str(staging), str(final))
-    _relocate_paths(run_dir, staging, final)
 
 
 def load(path: str | Path) -> _Estimator:

@@ -200,6 +200,7 @@ class Trainer:
         seed_everything(t.seed)
         data.setup()
         self.model = objective.build_model().to(self.device)
+        self._prepare_kernels()
         self.net: nn.Module = self.model
         if self.dist.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -215,6 +216,14 @@ class Trainer:
         self.state = State(accum=_zero_accum())
         self.ctx = Context(run_dir, self.model, objective, self.device, self.opt)
         self.tb = None
+
+    def _prepare_kernels(self) -> None:
+        """Build rnnkit's native kernel now if a layer will run it, so that compile time is not counted as the
+        first epoch's training time."""
+        from rnnkit.layers import Recurrent, native
+
+        if any(isinstance(m, Recurrent) and m.engine == "native" for m in self.model.modules()):
+            native.enabled()
 
     @property
     def files(self) -> bool:
