@@ -84,30 +84,80 @@ def _build_callbacks(raw: dict) -> dict:
 
 
 def resolve_run_dir(cfg: Config, out: str | Path | None) -> Path:
+    """The new run's folder: ``out`` or ``runs/<name>``, which must not exist yet (or be empty: a lock file alone
+    is what another process of the same data-parallel run, or a run that never started, leaves)."""
+    from rnnkit.training.lock import LOCK_NAME
+
     run_dir = Path(out) if out is not None else Path("runs") / cfg.name
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    if run_dir.exists() and (not run_dir.is_dir() or any(p.name != LOCK_NAME for p in run_dir.iterdir())):
         raise FileExistsError(f"run folder {run_dir} already exists; continue it with --resume {run_dir}, "
                               "or choose another with --out DIR")
     return run_dir
 
 
+# what ``--resume --set`` may change: nothing that changes a weight's shape, the data, or what a step computes
+RESUMABLE = ("training.epochs", "training.patience", "training.num_threads", "training.eval_batch_size",
+             "training.checkpoint_every_steps", "training.tensorboard", "training.device")
+
+
+def check_resume_overrides(overrides: typing.Sequence[str]) -> None:
+    """ConfigError for a ``--resume --set`` key that may not change mid-run (callbacks.* may)."""
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key in RESUMABLE or key.startswith("callbacks."):
+            continue
+        why = "it changes the shapes of the weights or the data" if key.startswith(("model.", "data.")) else \
+            "it changes what the rest of the run computes"
+        raise ConfigError(f"--set {key} cannot change when resuming ({why}); keys that may: "
+                          f"{', '.join(RESUMABLE)}, callbacks.*; to change it, train a new run")
+
+
 def fit(config: Config | str | Path | dict, out: str | Path | None = None, *, resume: str | Path | None = None,
-        overrides: tuple[str, ...] | list[str] = (), command: str = "", quiet: bool = False) -> tuple[Path, dict]:
+        overrides: tuple[str, ...] | list[str] = (), command: str = "", quiet: bool = False,
+        resume_from: str = "last") -> tuple[Path, dict]:
     """Train (or resume) a run from a config; returns ``(run_dir, final metrics)``. Everything is validated before
-    the run folder is created; an existing folder is never overwritten."""
+    the run folder is created; an existing folder is never overwritten; the process holds the run folder's lock
+    (one writer per run). ``resume_from``: the checkpoint a resume starts from, ``last`` or ``best``."""
+    import shutil
+
+    from rnnkit.training.engine import Dist
+    from rnnkit.training.lock import LOCK_NAME, run_lock
+
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file():
             raise ckpt.CheckpointError(f"{run_dir} is not a run folder (no config.yaml); give the folder that "
                                        "rnnkit train created")
+        check_resume_overrides(overrides)
+        if resume_from not in ("last", "best"):
+            raise ConfigError(f"--from must be last or best, got {resume_from!r}")
         cfg = load_config(run_dir / "config.yaml", overrides)
     else:
         cfg = load_config(config, overrides)
         run_dir = resolve_run_dir(cfg, out)
     task = get_task(cfg.task)(cfg)  # a built-in task is both the Data and the Objective
     trainer = Trainer(cfg.training, callbacks=cfg.callbacks, command=command, quiet=quiet)
-    metrics = trainer.fit(task, task, run_dir, config=cfg, resume=resume is not None)
+    created = not run_dir.exists()
+    main = Dist.from_env().rank == 0
+    lock = run_lock(run_dir) if main else _nullcontext()
+    with lock:
+        try:
+            metrics = trainer.fit(task, task, run_dir, config=cfg, resume=resume is not None,
+                                  resume_from=resume_from)
+        except KeyboardInterrupt as e:  # say which folder to resume
+            e.run_dir = run_dir if (run_dir / "checkpoints" / "last").exists() else None
+            raise
+        except BaseException:
+            if created and main and {p.name for p in run_dir.iterdir()} <= {LOCK_NAME}:
+                shutil.rmtree(run_dir, ignore_errors=True)  # a run that never started leaves no folder behind
+            raise
     return run_dir, metrics
+
+
+def _nullcontext():
+    from contextlib import nullcontext
+
+    return nullcontext()
 
 
 __all__ = ["fit", "from_dict", "load_config", "resolve_run_dir"]

@@ -68,8 +68,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError("give a CONFIG file to train, or --resume RUN_DIR to continue a run")
     if args.resume is not None and (args.config is not None or args.out is not None):
         raise ValueError("--resume continues a run from its own config.yaml; drop CONFIG and --out")
+    if args.resume is None and args.from_checkpoint != "last":
+        raise ValueError("--from applies to --resume RUN_DIR only")
     run_dir, metrics = fit(args.config, args.out, resume=args.resume, overrides=args.set or [],
-                           command=_command(args.argv), quiet=args.quiet)
+                           command=_command(args.argv), quiet=args.quiet, resume_from=args.from_checkpoint)
     if metrics:
         _headline(run_dir, metrics)
     return 0
@@ -249,8 +251,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     run_dir = Path(args.run)
     if not (run_dir / "run.json").is_file():
         raise ckpt.CheckpointError(f"{run_dir} is not a run folder (no run.json); give a folder made by rnnkit train")
-    info = json.loads((run_dir / "run.json").read_text())
-    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    info = _json_object(run_dir / "run.json")
+    metrics = _json_object(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
     print(f"run {info['name']} ({info['task']}) in {run_dir}")
     print(f"command: {info.get('command', '')}")
     print(f"model: {info['parameters']:,} parameters on {info['device']} x {info['world_size']}")
@@ -329,6 +331,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_object(path: Path) -> dict:
+    """A run folder's JSON file as a mapping; a damaged one is a one-line CheckpointError naming the file."""
+    from rnnkit.training import checkpoint as ckpt
+
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ckpt.CheckpointError(f"{path} is damaged (not valid JSON: {getattr(e, 'msg', e)}); it is rewritten "
+                                   f"when the run finishes: rnnkit train --resume {path.parent}") from None
+    if not isinstance(value, dict):
+        raise ckpt.CheckpointError(f"{path} is damaged (a JSON {type(value).__name__}, not an object); it is "
+                                   f"rewritten when the run finishes: rnnkit train --resume {path.parent}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(prog="rnnkit", formatter_class=fmt,
@@ -351,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set training.lr=0.01 (repeatable; value parsed as YAML)")
     s.add_argument("--out", help="run folder (default: runs/<name>); must not exist yet")
     s.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
+    s.add_argument("--from", dest="from_checkpoint", default="last", choices=["last", "best"],
+                   help="with --resume: the checkpoint to continue from (default: last)")
     s.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     s.set_defaults(func=cmd_train)
 
@@ -507,8 +526,10 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("rnnkit: interrupted; continue with: rnnkit train --resume RUN_DIR", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        where = getattr(e, "run_dir", None)
+        hint = f"; continue with: rnnkit train --resume {where}" if where is not None else ""
+        print(f"rnnkit: interrupted{hint}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `rnnkit info RUN | head`: the reader left; stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit

@@ -269,15 +269,23 @@ def did_you_mean(word: str, options: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def _section(obj: Any) -> str:
+    """The config section an object is (``model`` for every ModelConfig subclass, ...), for messages."""
+    for cls in type(obj).__mro__:
+        if cls.__name__ in ("ModelConfig", "DataConfig", "TrainingConfig"):
+            return cls.__name__.replace("Config", "").lower()
+    return type(obj).__name__.replace("Config", "").lower()
+
+
 def _positive(obj: Any, *keys: str) -> None:
-    section = type(obj).__name__.replace("Config", "").lower()
+    section = _section(obj)
     for k in keys:
         if getattr(obj, k) <= 0:
             raise ConfigError(f"{section}.{k} must be > 0, got {getattr(obj, k)}")
 
 
 def _fraction(obj: Any, *keys: str) -> None:
-    section = type(obj).__name__.replace("Config", "").lower()
+    section = _section(obj)
     for k in keys:
         if not 0.0 <= getattr(obj, k) < 1.0:
             raise ConfigError(f"{section}.{k} must be in [0, 1), got {getattr(obj, k)}")

@@ -28,8 +28,12 @@ class CheckpointError(UserError):
     """A missing, incomplete or corrupted checkpoint or run folder."""
 
 
+class RunInUse(UserError):
+    """Another process holds the run folder (one writer per run)."""
+
+
 class ExportError(UserError):
     """A user mistake in an export request (format, output path, a missing optional extra)."""
 
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "ExportError", "UserError"]
+__all__ = ["CheckpointError", "ConfigError", "DataError", "ExportError", "RunInUse", "UserError"]

@@ -189,8 +189,14 @@ def tune(config: Config | dict | str | Path, params: dict[str, list] | Sequence[
     out = Path(out) if out is not None else Path("runs") / f"tune-{cfg0.name}"
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"tune folder {out} already exists; choose another with --out DIR")
-    out.mkdir(parents=True, exist_ok=True)
+    from rnnkit.training.lock import run_lock
 
+    with run_lock(out, "tune folder"):  # one writer per folder, for the whole search
+        return _search(configs, base, out, folds, metric, quiet, cfg0)
+
+
+def _search(configs: list, base: dict, out: Path, folds: int, metric: str, quiet: bool, cfg0: Config) -> TuneResult:
+    """Train every setting's folds into ``out`` (see :func:`tune`)."""
     rows, summary = [], []
     for s, sets, cfg in configs:
         scores = []
@@ -208,7 +214,7 @@ def tune(config: Config | dict | str | Path, params: dict[str, list] | Sequence[
     best = pick(summary, key=lambda r: r["mean"])
     best_cfg = load_config(base, best["overrides"])
     best_cfg.name = f"{cfg0.name}-tuned"
-    (out / "best.yaml").write_text(f"# rnnkit tune: best of {len(settings)} settings x {folds} folds by mean "
+    (out / "best.yaml").write_text(f"# rnnkit tune: best of {len(configs)} settings x {folds} folds by mean "
                                    f"{metric}: {best['label']} ({best['mean']:.4g} +- {best['std']:.4g})\n"
                                    + best_cfg.to_yaml())
     _write_csv(out / "results.csv", rows)

@@ -18,7 +18,18 @@ KEYS = ("mae", "rmse", "mape", "smape", "mase")
 
 def backtest(config, out: str | Path, folds: int = 5, stride: int | None = None, overrides=(), quiet: bool = True,
              command: str = "") -> dict:
-    """Run the backtest of ``config`` (YAML path, mapping or Config) into the new folder ``out``."""
+    """Run the backtest of ``config`` (YAML path, mapping or Config) into the new folder ``out``, holding its lock
+    (one writer per folder)."""
+    from rnnkit.training.lock import run_lock
+
+    out = Path(out)
+    if out.exists() and any(p.name != ".lock" for p in out.iterdir()):
+        raise FileExistsError(f"backtest folder {out} already exists; choose another with --out DIR")
+    with run_lock(out, "backtest folder"):
+        return _backtest(config, out, folds, stride, overrides, quiet, command)
+
+
+def _backtest(config, out: Path, folds: int, stride: int | None, overrides, quiet: bool, command: str) -> dict:
     from rnnkit.build import fit, load_config
     from rnnkit.config import ConfigError
     from rnnkit.forecast.metrics import pool
@@ -32,8 +43,6 @@ def backtest(config, out: str | Path, folds: int = 5, stride: int | None = None,
     if folds < 1 or (stride is not None and stride < 1):
         raise ConfigError("--folds and --stride must be >= 1")
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"backtest folder {out} already exists; choose another with --out DIR")
     probe = Forecasting(cfg)
     series = probe.read()
     T, H, d = len(series), cfg.data.horizon, cfg.data

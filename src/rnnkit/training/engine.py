@@ -250,6 +250,7 @@ class Trainer:
     def save(self, *names: str) -> None:
         if not self.dist.main:
             return
+        self._check_finite()
         if self.run_dir is None:  # in memory: only the weights, for the final evaluation of the best ones
             self._memory.update({n: {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
                                  for n in names})
@@ -257,6 +258,30 @@ class Trainer:
         files = self.checkpoint_files()
         for name in names:
             ckpt.write_checkpoint(self.run_dir / "checkpoints" / name, files)
+
+    def _check_finite(self) -> None:
+        """TrainingDiverged before a checkpoint with non-finite weights or optimiser state is written."""
+        for name, p in self.model.state_dict().items():
+            if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+                raise TrainingDiverged(f"the weights became non-finite ({name}) at epoch {self.state.epoch + 1}, "
+                                       f"step {self.state.step_in_epoch}")
+        for state in self.opt.state.values():
+            for key, v in state.items():
+                if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                    raise TrainingDiverged(f"the optimiser state ({key}) became non-finite at epoch "
+                                           f"{self.state.epoch + 1}, step {self.state.step_in_epoch}")
+
+    def _last_good(self) -> str:
+        """Where the last good checkpoint is and what it holds, or that there is none."""
+        if self.run_dir is None:
+            return "nothing was kept (no run folder)"
+        last = self.run_dir / "checkpoints" / "last"
+        try:
+            meta = json.loads(ckpt.read_checkpoint(last)["state.json"])
+        except ckpt.CheckpointError:
+            return "no checkpoint was written"
+        return (f"the last good checkpoint is {last} (epoch {meta['epoch']}, step {meta['global_step']}); "
+                f"continue from it with rnnkit train --resume {self.run_dir}")
 
     def load(self, name: str = "last") -> None:
         files = ckpt.read_checkpoint(self.run_dir / "checkpoints" / name)
@@ -311,7 +336,7 @@ class Trainer:
 
     # ---- the loop --------------------------------------------------------------------------------------
     def fit(self, objective: Objective, data: Data, run_dir: str | Path | None = None, *,
-            config: Config | None = None, resume: bool = False) -> dict:
+            config: Config | None = None, resume: bool = False, resume_from: str = "last") -> dict:
         """Train ``objective`` on ``data``; returns the final metrics (also ``metrics.json`` with a ``run_dir``).
 
         ``config``: the whole config, recorded as ``config.yaml`` (what ``--resume`` reads back); ``resume``:
@@ -322,6 +347,7 @@ class Trainer:
         if resume and run_dir is None:
             raise ConfigError("resume needs the run folder to continue")
         self._setup(objective, data, run_dir, config, resume)
+        self.resume_from = resume_from
         try:
             self._loop()
             return self.finish()
@@ -332,7 +358,7 @@ class Trainer:
     def _loop(self) -> None:
         t = self.training
         if self.resume:
-            self.load("last")
+            self.load(self.resume_from)
         elif self.files:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.files:
@@ -375,9 +401,7 @@ class Trainer:
                     progress.message(f"early stopping: {monitor} did not improve for {t.patience} epochs")
         except TrainingDiverged as e:
             progress.close()
-            where = f"the last good checkpoint is in {self.run_dir / 'checkpoints' / 'last'}" if self.run_dir \
-                else "nothing was kept"
-            raise TrainingDiverged(f"{e}; training stopped, {where}; lower training.lr or set "
+            raise TrainingDiverged(f"{e}; training stopped, {self._last_good()}; lower training.lr or set "
                                    "training.clip_norm") from None
         finally:
             progress.close()

@@ -1,0 +1,123 @@
+"""Run folders stay good: one writer per run (an OS lock), checkpoints never hold non-finite numbers, resume
+changes only what may change, and damaged run files are one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from rnnkit.build import fit
+from rnnkit.cli import main
+from rnnkit.training import Callback, TrainingDiverged, register_callback
+
+TINY = {"name": "rel", "model": {"cell": "gru", "hidden_size": 6},
+        "data": {"source": "embedded", "limit": 120, "test_fraction": 0.2},
+        "training": {"epochs": 1, "batch_size": 32, "num_threads": 1, "device": "cpu"}}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rel") / "run"
+    fit(TINY, out, quiet=True)
+    return out
+
+
+HOLD = """import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.pwrite(fd, str(os.getpid()).encode(), 0)
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_writer_is_refused_at_once_and_a_killed_one_leaves_no_lock(run_dir, capsys):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = {p.name: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
+        start = time.monotonic()
+        assert main(["train", "--resume", str(run_dir), "--set", "training.epochs=2"]) == 2
+        assert time.monotonic() - start < 30  # at once, not after the holder ends
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"is in use by another rnnkit process (pid {holder.pid})" in err
+        after = {p.name: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
+        assert after == before  # the first writer's folder untouched
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)  # the OS releases the lock with the process
+        holder.wait()
+    assert main(["train", "--resume", str(run_dir), "--set", "training.epochs=2", "--quiet"]) == 0
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 2
+
+
+def test_resume_set_only_takes_keys_that_may_change(run_dir, capsys):
+    assert main(["train", "--resume", str(run_dir), "--set", "model.hidden_size=9"]) == 2
+    err = capsys.readouterr().err
+    assert "--set model.hidden_size cannot change when resuming" in err and "training.epochs" in err
+    assert main(["train", "--resume", str(run_dir), "--set", "training.lr=0.5"]) == 2
+    assert main(["train", str(run_dir / "config.yaml"), "--from", "best"]) == 2
+    assert "--from applies to --resume" in capsys.readouterr().err
+
+
+def test_resume_from_best(tmp_path):
+    out, _ = fit({**TINY, "training": {**TINY["training"], "epochs": 2}}, tmp_path / "run", quiet=True)
+    best = json.loads((out / "checkpoints" / "best" / "state.json").read_text())["epoch"]
+    _, m = fit(None, resume=out, overrides=["training.epochs=3"], resume_from="best", quiet=True)
+    assert m["epochs"] == 3 and best in (1, 2)
+
+
+@register_callback("test_inf_weights")
+class InfWeights(Callback):
+    """Test-only: at step 3 sets a weight to inf and the gradients to zero, so the loss of that step is finite but
+    the weights after it are not."""
+
+    def after_backward(self, ctx, batch):
+        if ctx.global_step + 1 == 3:
+            with torch.no_grad():
+                next(ctx.model.parameters()).view(-1)[0] = float("inf")
+                for p in ctx.model.parameters():
+                    p.grad.zero_()
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path):
+    cfg = {**TINY, "training": {**TINY["training"], "checkpoint_every_steps": 2}, "callbacks": {"test_inf_weights": {}}}
+    with pytest.raises(TrainingDiverged, match=r"last good checkpoint is .*last \(epoch 0, step 2\)"):
+        fit(cfg, tmp_path / "run", quiet=True)
+    state = json.loads((tmp_path / "run" / "checkpoints" / "last" / "state.json").read_text())
+    assert state["global_step"] == 2 and not (tmp_path / "run" / "checkpoints" / "best").exists()
+
+
+def test_divergence_before_any_checkpoint_says_so(tmp_path):
+    cfg = {**TINY, "callbacks": {"test_inf_weights": {}}}
+    with pytest.raises(TrainingDiverged, match="no checkpoint was written"):
+        fit(cfg, tmp_path / "run", quiet=True)
+
+
+def test_damaged_run_files_are_one_line_errors(run_dir, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "metrics.json").write_text('{"val": {"loss": 0.5')  # truncated
+    assert main(["info", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "metrics.json is damaged (not valid JSON" in err
+    (copy / "run.json").write_text("[1, 2]")
+    assert main(["info", str(copy)]) == 2
+    assert "run.json is damaged (a JSON list, not an object)" in capsys.readouterr().err
+
+
+def test_a_run_that_never_starts_leaves_no_folder(tmp_path):
+    from rnnkit.data import DataError
+
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")  # found by the config check, refused when loaded
+    with pytest.raises(DataError):
+        fit({**TINY, "data": {"source": "npz", "path": str(tmp_path / "bad.npz")}}, tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()
