@@ -136,10 +136,11 @@ def test_missing_without_download(tmp_path: Path) -> None:
 
 
 def _keras_files(tmp_path: Path) -> tuple[bytes, bytes]:
+    """Files in the real layout: imdb.npz holds each review as bare frequency ranks (no start id, no offset)."""
     x_train = np.empty(3, dtype=object)
-    x_train[:] = [[1, 4, 5], [1, 6, 7, 4], [1, 5]]
+    x_train[:] = [[1, 2], [3, 4, 1], [2]]  # good film / bad plot good / film
     x_test = np.empty(1, dtype=object)
-    x_test[:] = [[1, 7, 6]]
+    x_test[:] = [[4, 3]]  # plot bad
     buf = io.BytesIO()
     np.savez(buf, x_train=x_train, y_train=np.array([1, 0, 1]), x_test=x_test, y_test=np.array([0]))
     index = json.dumps({"good": 1, "film": 2, "bad": 3, "plot": 4}).encode()
@@ -153,9 +154,11 @@ def test_keras_npz(server: Server, tmp_path: Path) -> None:
     (xtr, ytr), (xte, yte), vocab = load_keras_imdb(tmp_path, num_words=6, url=base,
                                                     sha256=hashlib.sha256(npz).hexdigest(),
                                                     word_index_md5=hashlib.md5(index).hexdigest())
-    assert xtr == [[1, 4, 5], [1, 2, 2, 4], [1, 5]]  # ids >= num_words become 2 (OOV)
+    assert xtr == [[1, 4, 5], [1, 2, 2, 4], [1, 5]]  # Keras' load_data: 1 starts, rank r -> r + 3, >= num_words -> 2
     assert ytr.tolist() == [1, 0, 1] and xte == [[1, 2, 2]] and yte.tolist() == [0]
     assert vocab.itos[4:] == ["good", "film"] and vocab.encode(["good", "plot"]) == [1, 4, 2]
+    # the training ids of "good film" are what encoding the text gives: training and predict --text agree
+    assert xtr[0] == vocab.encode(["good", "film"])
     with pytest.raises(DataError, match="published SHA-256"):  # a file that is not the published one
         load_keras_imdb(tmp_path, download=False, sha256="1" * 64)
 

@@ -119,8 +119,10 @@ def keras_vocabulary(word_index: dict[str, int], num_words: int | None = None) -
 
 def load_keras_imdb(root: Path | str | None = None, download: bool = True, num_words: int | None = None, *,
                     url: str = KERAS_URL, sha256: str = KERAS_NPZ_SHA256, word_index_md5: str = KERAS_WORD_INDEX_MD5):
-    """Keras' ``imdb.npz`` -> ``((x_train, y_train), (x_test, y_test), vocab)``: x lists of id lists (ids
-    >= ``num_words`` replaced by 2, the OOV id), y int64 arrays (0 negative, 1 positive)."""
+    """Keras' ``imdb.npz`` -> ``((x_train, y_train), (x_test, y_test), vocab)``: x lists of id lists in Keras'
+    ``load_data`` layout (1 starts each review, the word of frequency rank r is id r + 3, ids >= ``num_words``
+    become 2, the OOV id) — the file itself holds the bare ranks — and y int64 arrays (0 negative, 1 positive).
+    The vocabulary uses the same layout, so text encoded for prediction matches the training ids."""
     folder = dataset_dir("imdb", root)
     npz, index = folder / "imdb.npz", folder / "imdb_word_index.json"
     for path in (npz, index):
@@ -141,7 +143,7 @@ def load_keras_imdb(root: Path | str | None = None, download: bool = True, num_w
     out = []
     with np.load(npz, allow_pickle=True) as z:
         for split in ("train", "test"):
-            xs = [[i if i < limit else vocab.oov for i in seq] for seq in z[f"x_{split}"]]
+            xs = [[vocab.bos] + [r + 3 if r + 3 < limit else vocab.oov for r in seq] for seq in z[f"x_{split}"]]
             out.append((xs, np.asarray(z[f"y_{split}"], dtype=np.int64)))
     return out[0], out[1], vocab
 
