@@ -121,3 +121,76 @@ def test_a_run_that_never_starts_leaves_no_folder(tmp_path):
     with pytest.raises(DataError):
         fit({**TINY, "data": {"source": "npz", "path": str(tmp_path / "bad.npz")}}, tmp_path / "run", quiet=True)
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------------------------------------- validation classes
+BAD_CONFIGS = [
+    ({"training": {"lr": float("nan")}}, "training.lr must be a finite number"),
+    ({"training": {"clip_norm": float("inf")}}, "training.clip_norm must be a finite number"),
+    ({"training": {"weight_decay": "nan"}}, "training.weight_decay must be a finite number"),
+    ({"training": {"num_threads": 100000}}, "training.num_threads: 100000 threads on a machine with"),
+    ({"model": {"hidden_size": 10_000_000}}, "billion parameters"),
+    ({"model": {"hidden_size": 2**60}}, "far too large"),
+    ({"name": "x" * 300}, "too long for a folder name"),
+    ({"model": {"engine": "fused", "layer_norm": True}}, "model: engine='fused' cannot run"),
+    ({"model": {"hiden_size": 3}}, "did you mean 'hidden_size'"),
+    ({"model": {"hidden_size": 0}}, "model.hidden_size must be > 0"),  # the section, not 'classifiermodel'
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_CONFIGS, ids=[m[:30] for _, m in BAD_CONFIGS])
+def test_bad_settings_are_one_line_errors_before_anything_runs(change, message, tmp_path, capsys):
+    import yaml
+
+    cfg = {k: ({**v, **change[k]} if isinstance(v, dict) else change[k]) if k in change else v for k, v in TINY.items()}
+    cfg.update({k: v for k, v in change.items() if k not in cfg})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_yaml_that_expands_without_bound_and_non_utf8_configs(tmp_path, capsys):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 40)]
+    (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\n")
+    assert main(["train", str(tmp_path / "bomb.yaml")]) == 2
+    assert "YAML aliases" in capsys.readouterr().err
+    (tmp_path / "latin1.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
+    assert main(["train", str(tmp_path / "latin1.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "latin1.yaml is not UTF-8 text (byte 0xe9 on line 1)" in err
+
+
+def test_label_values_that_would_explode_the_class_count(tmp_path, capsys):
+    import numpy as np
+
+    X = np.zeros((20, 3, 2), np.float32)
+    y = np.arange(20, dtype=np.int64)
+    y[0] = 2**40
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    cfg = {**TINY, "data": {"source": "npz", "path": str(tmp_path / "d.npz")}}
+    import yaml
+
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]) == 2
+    assert "relabel y as 0..K-1" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_bug_is_an_internal_error_with_its_traceback(monkeypatch, capsys):
+    import rnnkit.cli as cli
+
+    def broken(args):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(cli, "cmd_doctor", broken)
+    assert main(["doctor"]) == 1
+    err = capsys.readouterr().err
+    assert "rnnkit: internal error (a bug in rnnkit, not in your input): KeyError" in err
+    path = err.split("the full traceback is in ")[1].split(" ")[0]
+    assert "Traceback" in open(path).read()
+    monkeypatch.setenv("RNNKIT_DEBUG", "1")
+    with pytest.raises(KeyError):
+        main(["doctor"])

@@ -17,6 +17,7 @@ import torch
 
 from rnnkit.build import load_config
 from rnnkit.config import Config
+from rnnkit.errors import RunExists
 from rnnkit.tasks import Task, get_task
 from rnnkit.training import checkpoint as ckpt
 
@@ -36,7 +37,7 @@ def train(config: Config | dict | str | Path, *, out: str | Path | None = None, 
     staging = None
     if out is not None and resume is None and Path(out).exists() and (
             not Path(out).is_dir() or any(Path(out).iterdir())):
-        raise FileExistsError(f"out={str(out)!r} already exists; give a new folder, or continue that run with "
+        raise RunExists(f"out={str(out)!r} already exists; give a new folder, or continue that run with "
                               f"rnnkit.train(resume={str(out)!r})")
     if isinstance(config, dict) and resume is None:  # arrays, texts, series given in the config itself
         name = str(config.get("name", "run"))

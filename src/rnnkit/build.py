@@ -22,6 +22,7 @@ from rnnkit.config import (
     expand_env,
     read_yaml,
 )
+from rnnkit.errors import RunExists
 from rnnkit.tasks import get_task
 from rnnkit.training import checkpoint as ckpt
 from rnnkit.training.engine import Trainer
@@ -51,8 +52,10 @@ def from_dict(raw: dict) -> Config:
     cfg = build_section(Config, raw, "", types_)
     for section in (cfg.model, cfg.data, cfg.training):
         section.check()
-    if not cfg.name or "/" in cfg.name or cfg.name.startswith("."):
+    if not cfg.name or "/" in cfg.name or cfg.name.startswith(".") or "\x00" in cfg.name or "\\" in cfg.name:
         raise ConfigError(f"name: '{cfg.name}' must be a non-empty folder name without '/'")
+    if len(cfg.name.encode()) > 100:
+        raise ConfigError(f"name: {len(cfg.name.encode())} bytes is too long for a folder name; use at most 100")
     monitors = ["train_loss"] + [f"val_{m}" for m in task.metrics]
     if cfg.training.monitor not in monitors:
         raise ConfigError(f"training.monitor: '{cfg.training.monitor}' is not one of {', '.join(monitors)}"
@@ -90,7 +93,7 @@ def resolve_run_dir(cfg: Config, out: str | Path | None) -> Path:
 
     run_dir = Path(out) if out is not None else Path("runs") / cfg.name
     if run_dir.exists() and (not run_dir.is_dir() or any(p.name != LOCK_NAME for p in run_dir.iterdir())):
-        raise FileExistsError(f"run folder {run_dir} already exists; continue it with --resume {run_dir}, "
+        raise RunExists(f"run folder {run_dir} already exists; continue it with --resume {run_dir}, "
                               "or choose another with --out DIR")
     return run_dir
 

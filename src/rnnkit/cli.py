@@ -13,6 +13,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from rnnkit.errors import UsageError, UserError
+
 EPILOG_TRAIN = """examples:
   rnnkit train examples/digits.yaml
   rnnkit train examples/fashion_mnist.yaml --set training.epochs=3 --set model.hidden_size=64
@@ -65,11 +67,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rnnkit.build import fit
 
     if args.resume is None and args.config is None:
-        raise ValueError("give a CONFIG file to train, or --resume RUN_DIR to continue a run")
+        raise UsageError("give a CONFIG file to train, or --resume RUN_DIR to continue a run")
     if args.resume is not None and (args.config is not None or args.out is not None):
-        raise ValueError("--resume continues a run from its own config.yaml; drop CONFIG and --out")
+        raise UsageError("--resume continues a run from its own config.yaml; drop CONFIG and --out")
     if args.resume is None and args.from_checkpoint != "last":
-        raise ValueError("--from applies to --resume RUN_DIR only")
+        raise UsageError("--from applies to --resume RUN_DIR only")
     run_dir, metrics = fit(args.config, args.out, resume=args.resume, overrides=args.set or [],
                            command=_command(args.argv), quiet=args.quiet, resume_from=args.from_checkpoint)
     if metrics:
@@ -103,9 +105,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from rnnkit.tasks.common import write_predictions
 
     if args.output is not None and Path(args.output).suffix not in (".csv", ".json"):
-        raise ValueError(f"--output {args.output}: use a .csv or .json file name")
+        raise UsageError(f"--output {args.output}: use a .csv or .json file name")
     if (args.input is None) == (args.text is None):
-        raise ValueError("give an input FILE or --text \"...\" (text classification runs), not both")
+        raise UsageError("give an input FILE or --text \"...\" (text classification runs), not both")
     run = Run.load(args.run, checkpoint=args.checkpoint)
     if args.text is not None:
         require(run, "text", "rnnkit predict --text")
@@ -127,11 +129,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from rnnkit.explain import explain_texts, page
 
     if (args.input is None) == (args.text is None):
-        raise ValueError("give --text \"...\" or a FILE with one text per line, not both")
+        raise UsageError("give --text \"...\" or a FILE with one text per line, not both")
     if Path(args.output).suffix not in (".html", ".json"):
-        raise ValueError(f"--output {args.output}: use a .html or .json file name")
+        raise UsageError(f"--output {args.output}: use a .html or .json file name")
     if args.steps < 1:
-        raise ValueError("--steps must be >= 1")
+        raise UsageError("--steps must be >= 1")
     run = Run.load(args.run, checkpoint=args.checkpoint)
     if args.text is not None:
         texts = list(args.text)
@@ -151,13 +153,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    import math
     import random
 
     from rnnkit.api import Run
     from rnnkit.tasks import require
 
-    if args.length < 0 or args.temperature < 0 or (args.top_k is not None and args.top_k < 1):
-        raise ValueError("--length and --temperature must be >= 0 and --top-k >= 1")
+    if args.length < 0 or not math.isfinite(args.temperature) or args.temperature < 0 or (
+            args.top_k is not None and args.top_k < 1) or args.length > 10_000_000:
+        raise UsageError("--length must be in [0, 10000000], --temperature a finite number >= 0, --top-k >= 1")
     run = Run.load(args.run, checkpoint=args.checkpoint)
     require(run, "generate", "rnnkit generate")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
@@ -179,9 +183,9 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     from rnnkit.tasks.forecasting import forecast, write_forecast_csv
 
     if args.steps < 1:
-        raise ValueError("--steps must be >= 1")
+        raise UsageError("--steps must be >= 1")
     if args.output is not None and Path(args.output).suffix != ".csv":
-        raise ValueError(f"--output {args.output}: use a .csv file name")
+        raise UsageError(f"--output {args.output}: use a .csv file name")
     run = Run.load(args.run, checkpoint=args.checkpoint)
     require(run, "forecast", "rnnkit forecast")
     records = forecast(run, args.steps)
@@ -211,7 +215,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from rnnkit.tune import print_summary, tune
 
     if not args.param:
-        raise ValueError("give at least one --param key=v1,v2,... (e.g. --param model.hidden_size=16,32,64)")
+        raise UsageError("give at least one --param key=v1,v2,... (e.g. --param model.hidden_size=16,32,64)")
     res = tune(args.config, args.param, folds=args.folds, out=args.out, overrides=args.set or [],
                metric=args.metric, quiet=args.quiet)
     print_summary(res)
@@ -223,9 +227,9 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     from rnnkit.diagnostics.runs import diagnose_run, gradient_figure
 
     if args.batch_size < 1:
-        raise ValueError("--batch-size must be >= 1")
+        raise UsageError("--batch-size must be >= 1")
     if args.plot is not None and Path(args.plot).suffix not in (".png", ".pdf", ".svg"):
-        raise ValueError(f"--plot {args.plot}: use a .png, .pdf or .svg file name")
+        raise UsageError(f"--plot {args.plot}: use a .png, .pdf or .svg file name")
     reports = []
     for run in args.runs:
         g, split = diagnose_run(run, args.split, args.batch_size, args.checkpoint)
@@ -284,7 +288,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     from rnnkit.build import load_config
 
     if (args.config is None) == (args.task is None):
-        raise ValueError("give a CONFIG file or --task NAME (the defaults of that task), not both")
+        raise UsageError("give a CONFIG file or --task NAME (the defaults of that task), not both")
     raw = {"task": args.task} if args.config is None else args.config
     cfg = load_config(raw, args.set or [])
     sys.stdout.write(f"# rnnkit {_version()}: the resolved config (every key, defaults filled in)\n" + cfg.to_yaml())
@@ -508,20 +512,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rnnkit.config import ConfigError
-    from rnnkit.data import DataError
-    from rnnkit.training import CheckpointError, TrainingDiverged
+    from rnnkit.training import TrainingDiverged
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
         return args.func(args)
-    except (ConfigError, DataError, CheckpointError, FileExistsError, ValueError) as e:
+    except UserError as e:
         print(f"rnnkit: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:
         print(f"rnnkit: error: file not found: {e.filename or e}; check the path", file=sys.stderr)
+        return 2
+    except (IsADirectoryError, NotADirectoryError, PermissionError) as e:
+        what = {IsADirectoryError: "is a folder, not a file", NotADirectoryError: "has a file where a folder "
+                "should be", PermissionError: "cannot be written or read (permission denied)"}[type(e)]
+        print(f"rnnkit: error: {e.filename or e} {what}; give another path", file=sys.stderr)
         return 2
     except TrainingDiverged as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
@@ -534,6 +541,26 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `rnnkit info RUN | head`: the reader left; stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
         return 0
+    except Exception as e:  # a bug, not a user error: say so, keep the traceback
+        if os.environ.get("RNNKIT_DEBUG") == "1":
+            raise
+        where = _write_traceback()
+        print(f"rnnkit: internal error (a bug in rnnkit, not in your input): {type(e).__name__}: "
+              f"{' '.join(str(e).split())[:300]}; the full traceback is in {where} (RNNKIT_DEBUG=1 shows it); "
+              "please report it", file=sys.stderr)
+        return 1
+
+
+def _write_traceback() -> str:
+    """Write the current exception's traceback to a new file and return its path."""
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="rnnkit-traceback-", suffix=".txt")
+    with os.fdopen(fd, "w") as f:
+        f.write(f"rnnkit {_version()} {' '.join(sys.argv)}\n\n")
+        traceback.print_exc(file=f)
+    return path
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import os
 import re
 import types
@@ -51,6 +52,9 @@ class ModelConfig:
     reset_after: bool = True  # GRU only
     engine: Literal["auto", "fused", "native", "scan", "autograd"] = "auto"  # see docs/layers.md
 
+    def _check_size(self) -> None:
+        _check_model_size(self)
+
     def check(self) -> None:
         from rnnkit.layers import ACTIVATIONS, CELLS
 
@@ -71,6 +75,53 @@ class ModelConfig:
                 users = ", ".join(n for n, c in sorted(CELLS.items())
                                   if key in inspect.signature(c.__init__).parameters)
                 raise ConfigError(f"model.{key} only applies to cell: {users}; remove it")
+        self._check_size()
+        try:  # what the layer itself refuses (an engine that cannot run these options, ...), on a tiny copy
+            CELLS[self.cell](1, 2, self.num_layers, **layer_options(self))
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"model: {' '.join(str(e).split())}") from None
+
+
+def memory_bytes(parameters: int) -> int:
+    """Training memory of ``parameters`` float32 weights: the weights, their gradients and Adam's two moments."""
+    return 16 * parameters
+
+
+def machine_memory() -> int:
+    """Physical memory of this machine in bytes (0 when it cannot be read)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _check_model_size(m: ModelConfig) -> None:
+    """Refuse, with the numbers, a recurrent stack whose training state cannot fit in this machine's memory."""
+    from rnnkit.layers import CELLS
+
+    gates = CELLS[m.cell].cell_class.num_gates
+    H, dirs = m.hidden_size, 2 if m.bidirectional else 1
+    params = m.num_layers * dirs * gates * H * (dirs * H + H + 2)  # input size ~ the hidden size
+    need, have = memory_bytes(params), machine_memory()
+    if have and need > have:
+        raise ConfigError(f"model: hidden_size {H} x num_layers {m.num_layers} is about {params / 1e9:.1f} billion "
+                          f"parameters, {need / 2**30:.0f} GiB to train, more than this machine's "
+                          f"{have / 2**30:.0f} GiB; choose a smaller model.hidden_size or model.num_layers")
+
+
+def layer_options(m: ModelConfig) -> dict:
+    """The keyword arguments of the layer ``m`` describes (options left at the cell's default are left out)."""
+    kwargs: dict = dict(bidirectional=m.bidirectional, dropout=m.dropout, recurrent_dropout=m.recurrent_dropout,
+                        layer_norm=m.layer_norm, batch_first=True)
+    if m.activation is not None:
+        kwargs["activation"] = m.activation
+    if m.recurrent_activation is not None:
+        kwargs["recurrent_activation"] = m.recurrent_activation
+    if not m.reset_after:
+        kwargs["reset_after"] = m.reset_after
+    if m.engine != "auto":
+        kwargs["engine"] = m.engine
+    return kwargs
 
 
 @dataclass
@@ -154,6 +205,13 @@ class TrainingConfig:
             raise ConfigError("training.plateau_factor must be in (0, 1)")
         if not 0.0 <= self.momentum < 1.0:
             raise ConfigError("training.momentum must be in [0, 1)")
+        cpus = os.cpu_count() or 1
+        if self.num_threads is not None and self.num_threads > max(64, 4 * cpus):
+            raise ConfigError(f"training.num_threads: {self.num_threads} threads on a machine with {cpus} CPUs; use "
+                              f"at most {max(64, 4 * cpus)} (or null: torch's default)")
+        for key in ("batch_size", "eval_batch_size"):
+            if getattr(self, key) > 10_000_000:
+                raise ConfigError(f"training.{key}: {getattr(self, key)} is far too large")
 
 
 @dataclass
@@ -184,7 +242,17 @@ def read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{path} is not UTF-8 text (byte {e.object[e.start]:#x} on line {line}); save it as "
+                          "UTF-8") from None
+    try:
+        aliases = sum(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=yaml.SafeLoader))
+        if aliases > 100:
+            raise ConfigError(f"{path} uses {aliases} YAML aliases (*name); a config needs none, and so many can "
+                              "expand without bound: write the values out")
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -253,15 +321,28 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
              list: "a list"}
     expected = origin or hint
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
     if expected is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
         try:
-            return float(value)
+            value = float(value)
         except ValueError:
             pass
     if isinstance(value, bool) and expected is not bool or not isinstance(value, expected):
         raise ConfigError(f"{key} must be {names.get(expected, expected)}, got {value!r}")
+    if expected is float and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
+    if expected is int and abs(value) > 2**53:
+        raise ConfigError(f"{key}: {value} is far too large")
+    if expected is list:
+        _check_numbers(value, key)
     return value
+
+
+def _check_numbers(values: list, key: str) -> None:
+    """Lists of numbers (quantiles, class weights, ...) hold finite numbers only; other lists are left alone."""
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    if numbers and any(not math.isfinite(v) for v in numbers):
+        raise ConfigError(f"{key} must hold finite numbers, got {values!r}")
 
 
 def did_you_mean(word: str, options: list[str]) -> str:

@@ -28,6 +28,14 @@ class CheckpointError(UserError):
     """A missing, incomplete or corrupted checkpoint or run folder."""
 
 
+class UsageError(UserError):
+    """A wrong command-line argument or API call argument (a value out of range, a wrong file suffix)."""
+
+
+class RunExists(UserError, FileExistsError):
+    """The run (or backtest, tune) folder to create exists already; nothing is overwritten."""
+
+
 class RunInUse(UserError):
     """Another process holds the run folder (one writer per run)."""
 
@@ -36,4 +44,5 @@ class ExportError(UserError):
     """A user mistake in an export request (format, output path, a missing optional extra)."""
 
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "ExportError", "RunInUse", "UserError"]
+__all__ = ["CheckpointError", "ConfigError", "DataError", "ExportError", "RunExists", "RunInUse", "UsageError",
+           "UserError"]

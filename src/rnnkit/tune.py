@@ -37,6 +37,7 @@ import torch
 
 from rnnkit.build import load_config
 from rnnkit.config import Config, ConfigError
+from rnnkit.errors import RunExists
 
 LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "mase", "smape", "perplexity", "error")
 
@@ -188,7 +189,7 @@ def tune(config: Config | dict | str | Path, params: dict[str, list] | Sequence[
         configs.append((s, sets, load_config(base, sets)))
     out = Path(out) if out is not None else Path("runs") / f"tune-{cfg0.name}"
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"tune folder {out} already exists; choose another with --out DIR")
+        raise RunExists(f"tune folder {out} already exists; choose another with --out DIR")
     from rnnkit.training.lock import run_lock
 
     with run_lock(out, "tune folder"):  # one writer per folder, for the whole search

@@ -126,8 +126,9 @@ def _validated(X: np.ndarray, y: np.ndarray, lengths: np.ndarray | None, classes
     return SequenceData(X, y, lengths, classes)
 
 
-def load_npz(path: Path | str) -> SequenceData:
-    """Sequences from an ``.npz`` with ``X``, ``y`` and optional ``lengths`` and ``classes`` (see module doc)."""
+def load_npz(path: Path | str, labels: bool = True) -> SequenceData:
+    """Sequences from an ``.npz`` with ``X``, ``y`` and optional ``lengths`` and ``classes`` (see module doc);
+    ``labels=False`` (prediction): ``y`` may be absent."""
     path = Path(path)
     try:
         archive = np.load(path, allow_pickle=False)
@@ -142,6 +143,8 @@ def load_npz(path: Path | str) -> SequenceData:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{path} is not a readable .npz file ({type(e).__name__}); save it with numpy.savez, "
                         "without object arrays") from None
+    if not labels and "y" not in arrays and "X" in arrays and np.ndim(arrays["X"]) >= 1:
+        arrays["y"] = np.zeros(len(arrays["X"]), np.int64)
     missing = [k for k in ("X", "y") if k not in arrays]
     if missing:
         raise DataError(f"{path} lacks array {' and '.join(missing)} (it has {', '.join(arrays) or 'none'}); "

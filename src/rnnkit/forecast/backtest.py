@@ -13,6 +13,8 @@ import csv
 import json
 from pathlib import Path
 
+from rnnkit.errors import RunExists
+
 KEYS = ("mae", "rmse", "mape", "smape", "mase")
 
 
@@ -24,7 +26,7 @@ def backtest(config, out: str | Path, folds: int = 5, stride: int | None = None,
 
     out = Path(out)
     if out.exists() and any(p.name != ".lock" for p in out.iterdir()):
-        raise FileExistsError(f"backtest folder {out} already exists; choose another with --out DIR")
+        raise RunExists(f"backtest folder {out} already exists; choose another with --out DIR")
     with run_lock(out, "backtest folder"):
         return _backtest(config, out, folds, stride, overrides, quiet, command)
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from rnnkit.config import Config, DataConfig, ModelConfig
+from rnnkit.errors import ExportError
 from rnnkit.training.core import Data, Objective, StepResult, batch_indices
 
 __all__ = ["ExportSpec", "StepResult", "Task", "batch_indices"]
@@ -61,4 +62,4 @@ class Task(Data, Objective):
     def export_spec(self, model: nn.Module, data: Any | None) -> ExportSpec:
         """What to export of ``model`` (see :class:`ExportSpec`); ``data`` is a split of the run's data, or None
         when the data is not at hand (then the example inputs are made up)."""
-        raise ValueError(f"task {self.name} runs cannot be exported yet")
+        raise ExportError(f"task {self.name} runs cannot be exported yet")

@@ -9,24 +9,14 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from rnnkit.config import ModelConfig
+from rnnkit.config import ModelConfig, layer_options
 
 
 def make_rnn(m: ModelConfig, input_size: int) -> nn.Module:
     """The rnnkit recurrent layer described by ``m`` (batch-first), built through the cell registry."""
     from rnnkit import layers
 
-    kwargs: dict = dict(bidirectional=m.bidirectional, dropout=m.dropout, recurrent_dropout=m.recurrent_dropout,
-                        layer_norm=m.layer_norm, batch_first=True)
-    if m.activation is not None:
-        kwargs["activation"] = m.activation
-    if m.recurrent_activation is not None:
-        kwargs["recurrent_activation"] = m.recurrent_activation
-    if not m.reset_after:
-        kwargs["reset_after"] = m.reset_after
-    if m.engine != "auto":
-        kwargs["engine"] = m.engine
-    return layers.make_layer(m.cell, input_size, m.hidden_size, m.num_layers, **kwargs)
+    return layers.make_layer(m.cell, input_size, m.hidden_size, m.num_layers, **layer_options(m))
 
 
 def confusion_matrix(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:

@@ -29,6 +29,7 @@ from torch import nn
 
 from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
 from rnnkit.data.corpus import Chunk, Detokenizer, TokenStream, Vocab, eval_layout, stream_chunk
+from rnnkit.errors import UsageError
 from rnnkit.tasks import register_task
 from rnnkit.tasks.base import ExportSpec, StepResult, Task
 from rnnkit.tasks.common import make_rnn
@@ -361,12 +362,12 @@ class LanguageModel(Task):
         sentence break). ``temperature`` 0 is greedy; ``top_k`` keeps the k likeliest tokens; the unknown
         token is never drawn. The same seed gives the same text."""
         if temperature < 0 or length < 0 or (top_k is not None and top_k < 1):
-            raise ValueError("temperature and length must be >= 0 and top_k >= 1")
+            raise UsageError("temperature and length must be >= 0 and top_k >= 1")
         model.eval()
         device = torch.device(device)
         ids = self.vocab.encode(prime if prime else self.default_prime())
         if len(ids) == 0:
-            raise ValueError(f"the prime {prime!r} has no tokens at level {self.vocab.level}; give some text")
+            raise UsageError(f"the prime {prime!r} has no tokens at level {self.vocab.level}; give some text")
         gen = torch.Generator(device=device).manual_seed(seed)
         detok = Detokenizer(self.vocab)
         for i in ids.tolist():

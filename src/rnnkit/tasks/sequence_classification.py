@@ -123,6 +123,10 @@ class SequenceClassification(Task):
             train, val = train.split(d.val_fraction, seed + 1)
         parts = {"train": train, "val": val, "test": test}
         k = max(p.num_classes for p in parts.values() if p is not None)
+        n = sum(len(p) for p in parts.values() if p is not None)
+        if k > max(10_000, 2 * n):
+            raise DataError(f"the labels go up to {k - 1} but there are only {n} sequences: a class per label value "
+                            f"would be {k} classes; relabel y as 0..K-1")
         self.classes = train.classes or [str(i) for i in range(k)]
         self.input_size, self.num_steps, self.per_step = train.num_features, train.num_steps, train.per_step
         if k < 2:
@@ -170,18 +174,12 @@ class SequenceClassification(Task):
 
     def _read(self, path: Path, labels: bool):
         from rnnkit.data import DataError
-        from rnnkit.data.sequences import SequenceData, load_csv, load_npz
+        from rnnkit.data.sequences import load_csv, load_npz
 
         if not path.is_file():
             raise DataError(f"file not found: {path}; check the path")
         if path.suffix == ".npz":
-            if not labels:
-                with np.load(path, allow_pickle=False) as z:
-                    if "y" not in z.files and "X" in z.files:
-                        lengths = z["lengths"] if "lengths" in z.files else None
-                        return SequenceData.from_arrays(z["X"], np.zeros(len(z["X"]), np.int64), lengths,
-                                                        where=str(path))
-            return load_npz(path)
+            return load_npz(path, labels=labels)
         if path.suffix == ".csv":
             return load_csv(path, **self.cfg.data.options)
         raise DataError(f"{path}: unsupported input type '{path.suffix}'; give a .npz or .csv file")
