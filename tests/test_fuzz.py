@@ -35,8 +35,8 @@ VALUES = st.one_of(
     st.text(max_size=8), st.lists(st.integers(-2, 2), max_size=3), st.dictionaries(st.text(max_size=4),
                                                                                    st.integers(), max_size=2))
 CHANGES = st.lists(st.tuples(st.sampled_from(list(KEYS)), st.data()), min_size=1, max_size=3)
-SETTINGS = settings(max_examples=int(os.environ.get("RNNKIT_FUZZ_EXAMPLES", "100")), deadline=None, derandomize=True, database=None,
-                    suppress_health_check=list(HealthCheck))
+SETTINGS = settings(max_examples=int(os.environ.get("RNNKIT_FUZZ_EXAMPLES", "100")), deadline=None,
+                    derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 
 
 def _cli(argv: list[str]) -> tuple[int, str]:

@@ -194,3 +194,61 @@ def test_a_bug_is_an_internal_error_with_its_traceback(monkeypatch, capsys):
     monkeypatch.setenv("RNNKIT_DEBUG", "1")
     with pytest.raises(KeyError):
         main(["doctor"])
+
+
+def _copy(run_dir, tmp_path):
+    import shutil
+
+    shutil.copytree(run_dir, tmp_path / "copy")
+    return tmp_path / "copy"
+
+
+def test_edited_or_forged_run_folders_are_one_line_errors(run_dir, tmp_path, capsys):
+    import hashlib
+
+    import yaml
+
+    copy = _copy(run_dir, tmp_path)
+    cfg = yaml.safe_load((copy / "config.yaml").read_text())
+    cfg["model"]["hidden_size"] = 9  # the config no longer matches the weights
+    (copy / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["evaluate", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert "do not fit the model" in err and "was the config edited" in err and err.count("\n") == 1
+    cfg["model"]["hidden_size"] = TINY["model"]["hidden_size"]
+    (copy / "config.yaml").write_text(yaml.safe_dump(cfg))
+    for name in ("best", "last"):  # a forged weights file whose manifest was forged to match
+        ck = copy / "checkpoints" / name
+        if ck.exists():
+            (ck / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{bogus!}")
+            manifest = json.loads((ck / "manifest.json").read_text())
+            manifest["files"]["model.safetensors"] = hashlib.sha256((ck / "model.safetensors").read_bytes()).hexdigest()
+            (ck / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["evaluate", str(copy)]) == 2
+    assert "is not a readable safetensors file" in capsys.readouterr().err
+    for name in ("best", "last"):  # a manifest without entries
+        ck = copy / "checkpoints" / name
+        if ck.exists():
+            (ck / "manifest.json").write_text(json.dumps({"format": 1, "files": {}}))
+    assert main(["evaluate", str(copy)]) == 2
+    assert "manifest.json lists no files" in capsys.readouterr().err
+
+
+def test_data_too_small_or_incomplete(tmp_path, capsys):
+    import yaml
+
+    def train(cfg):
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+        code = main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")])
+        assert not (tmp_path / "run").exists()
+        return code, capsys.readouterr().err
+
+    code, err = train({**TINY, "data": {"source": "embedded", "limit": 1}})
+    assert code == 2 and "the val split is empty" in err  # not a val_loss of 0.0
+    (tmp_path / "t.csv").write_text("text,label\nnice,pos\nbad,\nfine,pos\n")
+    code, err = train({"name": "t", "task": "text_classification", "data": {"source": "csv",
+                       "path": str(tmp_path / "t.csv")}, "training": {"epochs": 1}})
+    assert code == 2 and "row 2 (line 3) has no label in column 'label'" in err  # not a class named ''
+    code, err = train({"name": "s", "task": "forecasting", "data": {"source": "embedded", "name": "sunspots",
+                       "season": 400, "lookback": 12}, "training": {"epochs": 1}})
+    assert code == 2 and "data.season 400 is not shorter than the training part" in err

@@ -85,9 +85,14 @@ class Run:
             where, checkpoint = path / "checkpoints" / "last", "last"
         files = ckpt.read_checkpoint(where)
         task = get_task(cfg.task)(cfg)
-        task.load_state(json.loads(files["state.json"])["task"])
+        try:
+            task.load_state(json.loads(files["state.json"])["task"])
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ckpt.CheckpointError(f"{where}/state.json does not hold the task state {path / 'config.yaml'} "
+                                       f"needs ({type(e).__name__}: {e}); restore the run folder or retrain") from None
         model = task.build_model()
-        model.load_state_dict(ckpt.tensors_from_bytes(files["model.safetensors"]))
+        ckpt.load_weights(model, files["model.safetensors"], str(where / "model.safetensors"),
+                          str(path / "config.yaml"))
         model.eval()
         return cls(path, cfg, task, model, checkpoint)
 

@@ -250,6 +250,12 @@ def load_table(path: str | Path, text_column: str = "text", label_column: str | 
             raise DataError(f"{path} has no column '{key}' (columns: {', '.join(map(str, cols))}); set {what}")
     texts = [str(r.get(text_column) or "") for r in rows]
     labels = [_label(r.get(label_column)) for r in rows] if label_column is not None else None
+    if labels is not None:
+        empty = next((i for i, v in enumerate(labels) if v == ""), None)
+        if empty is not None:
+            line = empty + (1 if path.suffix in (".jsonl", ".ndjson") else 2)  # the header is line 1 of a CSV
+            raise DataError(f"{path} row {empty + 1} (line {line}) has no label in column '{label_column}'; fill "
+                            "it in or drop the row")
     return TextData(texts, labels)
 
 

@@ -243,6 +243,9 @@ class Forecasting(Task):
         self.scaler = Scaler(d.scaler).fit(cols[:val_lo])
         self.input_size = cols.shape[1]
         self.season = d.season or (SEASON[s.freq] if s.freq else 1)
+        if self.season >= val_lo:
+            raise DataError(f"data.season {self.season} is not shorter than the training part of the series "
+                            f"({val_lo} steps); give a longer series or a shorter season")
         self.train_mean, self.mase_scale = float(s.y[:val_lo].mean()), mase_scale(s.y[:val_lo], self.season)
         self.calendar = {"freq": s.freq, "anchor": s.anchor, "name": s.name, "covariates": s.covariates}
         ranges = {"train": (L - 1, val_lo - self.train_horizon), "val": (val_lo - 1, test_lo - H),

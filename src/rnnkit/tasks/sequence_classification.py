@@ -122,6 +122,10 @@ class SequenceClassification(Task):
         if val is None and d.val_fraction > 0:
             train, val = train.split(d.val_fraction, seed + 1)
         parts = {"train": train, "val": val, "test": test}
+        for name, part in parts.items():
+            if part is not None and len(part) == 0:
+                raise DataError(f"the {name} split is empty ({len(train)} training sequences after the splits); give "
+                                "more data, raise data.limit, or set data.val_fraction / test_fraction to 0")
         k = max(p.num_classes for p in parts.values() if p is not None)
         n = sum(len(p) for p in parts.values() if p is not None)
         if k > max(10_000, 2 * n):

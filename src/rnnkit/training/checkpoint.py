@@ -73,6 +73,8 @@ def read_checkpoint(dest: Path) -> dict[str, bytes]:
     except (OSError, ValueError, KeyError, TypeError):
         raise CheckpointError(f"checkpoint {dest} is incomplete: manifest.json is missing or unreadable; "
                               f"{fix}") from None
+    if not isinstance(expected, dict) or not expected:
+        raise CheckpointError(f"checkpoint {dest} is incomplete: manifest.json lists no files; {fix}")
     if manifest.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {dest} has format {manifest.get('format')}, this rnnkit reads {FORMAT}")
     files = {}
@@ -97,10 +99,28 @@ def tensors_to_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
     return save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()})
 
 
-def tensors_from_bytes(data: bytes) -> dict[str, torch.Tensor]:
+def tensors_from_bytes(data: bytes, where: str = "a checkpoint") -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file; a file that is not one (forged, truncated) is a CheckpointError."""
     from safetensors.torch import load
 
-    return load(data)
+    try:
+        return load(data)
+    except Exception as e:  # safetensors' own error types: a damaged file, not a bug
+        raise CheckpointError(f"{where} is not a readable safetensors file ({' '.join(str(e).split())[:120]}); "
+                              "resume from the other checkpoint (last/best) or retrain") from None
+
+
+def load_weights(model: torch.nn.Module, data: bytes, where: str, config: str) -> None:
+    """Load a checkpoint's ``model.safetensors`` into ``model``; weights that do not fit the model built from the
+    run's config (an edited ``config.yaml``) are a CheckpointError naming both."""
+    tensors = tensors_from_bytes(data, where)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as e:
+        first = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln or "Missing" in ln
+                      or "Unexpected" in ln), str(e).splitlines()[0])
+        raise CheckpointError(f"the weights in {where} do not fit the model {config} describes ({first[:160]}); "
+                              "was the config edited after training? restore it, or train a new run") from None
 
 
 def split_optimizer_state(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:

@@ -289,7 +289,9 @@ class Trainer:
         if meta["world_size"] != self.dist.world:
             raise ConfigError(f"this run was trained with {meta['world_size']} process(es); resume it with the "
                               f"same number (got {self.dist.world})")
-        self.model.load_state_dict(ckpt.tensors_from_bytes(files["model.safetensors"]))
+        where = self.run_dir / "checkpoints" / name
+        ckpt.load_weights(self.model, files["model.safetensors"], str(where / "model.safetensors"),
+                          str(self.run_dir / "config.yaml"))
         opt_tensors = ckpt.tensors_from_bytes(files["optimizer.safetensors"])
         self.opt.load_state_dict(ckpt.join_optimizer_state(opt_tensors, meta["optimizer"]))
         self.schedule.load_state_dict(meta["schedule"])
