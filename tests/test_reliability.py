@@ -252,3 +252,14 @@ def test_data_too_small_or_incomplete(tmp_path, capsys):
     code, err = train({"name": "s", "task": "forecasting", "data": {"source": "embedded", "name": "sunspots",
                        "season": 400, "lookback": 12}, "training": {"epochs": 1}})
     assert code == 2 and "data.season 400 is not shorter than the training part" in err
+
+
+def test_a_text_too_small_for_a_language_model(tmp_path, capsys):
+    import yaml
+
+    (tmp_path / "tiny.txt").write_text("abc")
+    cfg = {"name": "lm", "task": "language_model", "data": {"source": "text", "path": str(tmp_path / "tiny.txt")},
+           "training": {"epochs": 1}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]) == 2
+    assert "the training text has 3 tokens" in capsys.readouterr().err and not (tmp_path / "run").exists()

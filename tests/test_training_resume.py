@@ -1,4 +1,5 @@
-"""Exact resume after a hard kill: SIGKILL a training process mid-epoch, resume, compare bytes."""
+"""Exact resume after a hard kill: SIGKILL a training process mid-epoch (a second writer meanwhile refused by the
+run folder's lock), resume, compare bytes."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import time
 
 import yaml
 
+from rnnkit.cli import main
+
 CONFIG = {
     "name": "killme",
     "model": {"cell": "lstm", "hidden_size": 8, "head_dropout": 0.1},
     "data": {"source": "embedded", "limit": 200, "val_fraction": 0.2, "test_fraction": 0.1},
-    "training": {"epochs": 40, "batch_size": 16, "checkpoint_every_steps": 3, "num_threads": 1, "schedule": "cosine",
+    "training": {"epochs": 80, "batch_size": 16, "checkpoint_every_steps": 3, "num_threads": 1, "schedule": "cosine",
                  "device": "cpu"},
 }
 
@@ -25,7 +28,7 @@ def train(*args: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(CONFIG))
     cut = tmp_path / "cut"
@@ -41,8 +44,12 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
             break
         time.sleep(0.01)
     assert proc.poll() is None, "training ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
+    # a second writer while the first runs: refused at once
+    assert main(["train", "--resume", str(cut)]) == 2
+    assert "is in use by another rnnkit process" in capsys.readouterr().err
+    os.kill(proc.pid, signal.SIGKILL)  # mid-epoch, possibly mid-checkpoint (one every 3 steps)
     proc.wait()
+    assert (cut / ".lock").exists()  # the lock file stays, its lock went with the process: nothing stale
     state = json.loads(state_file.read_text())
     assert state["epoch"] < CONFIG["training"]["epochs"]  # really interrupted
     resumed = train("--resume", str(cut))

@@ -201,6 +201,11 @@ class LanguageModel(Task):
         names = [name for name, _ in train_docs]
         docs = [self.vocab.encode(text) for _, text in train_docs]
         splits: dict[str, TokenStream] = {}
+        total, need = sum(len(x) for x in docs), t.batch_size * d.chunk_length
+        if total < need:  # checked before the splits too: a tail of a tiny text is nothing at all
+            raise DataError(f"the training text has {total} tokens: too few for training.batch_size {t.batch_size} "
+                            f"streams of data.chunk_length {d.chunk_length} (at least {need}); lower them or give "
+                            "more text")
         if test_docs is None and d.test_fraction > 0:  # each document: [train | val | test], contiguous
             docs, tails = split_tail(docs, d.test_fraction)
             splits["test"] = TokenStream.from_arrays(tails, names)

@@ -135,6 +135,10 @@ class SequenceClassification(Task):
         self.input_size, self.num_steps, self.per_step = train.num_features, train.num_steps, train.per_step
         if k < 2:
             raise DataError("the training labels hold a single class; classification needs at least 2")
+        big = float(np.abs(train.X).max()) if train.X.size else 0.0
+        if big > 1e15 and not d.standardize:
+            raise DataError(f"the features reach {big:.3g}, which overflows float32 arithmetic in the network (NaN "
+                            "metrics); scale them, or set data.standardize: true")
         if d.standardize:
             x = train.X if train.lengths is None else train.X[np.arange(train.num_steps) < train.lengths[:, None]]
             x = x.reshape(-1, train.num_features).astype(np.float64)
