@@ -263,3 +263,21 @@ def test_a_text_too_small_for_a_language_model(tmp_path, capsys):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]) == 2
     assert "the training text has 3 tokens" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_argument_errors_and_non_utf8_data_name_what_and_where(tmp_path, capsys):
+    import yaml
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--bogus"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and err.startswith("rnnkit: error: unrecognized arguments")
+    (tmp_path / "t.csv").write_bytes("text,label\ncaf\xe9,pos\nok,neg\n".encode("latin-1"))
+    cfg = {"name": "t", "task": "text_classification", "data": {"source": "csv", "path": str(tmp_path / "t.csv")}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]) == 2
+    assert "t.csv is not UTF-8 text (byte 0xe9 on line 2)" in capsys.readouterr().err
+    cfg = {"name": "q", "task": "forecasting", "model": {"loss": "quantile", "quantiles": [0.1, "half", 0.9]}}
+    (tmp_path / "q.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["config", "show", str(tmp_path / "q.yaml")]) == 2
+    assert "model.quantiles must be a list of numbers" in capsys.readouterr().err

@@ -350,9 +350,17 @@ def _json_object(path: Path) -> dict:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (``rnnkit: error: ...``, exit 2), as every other user error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        sys.stderr.write(f"rnnkit: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    p = argparse.ArgumentParser(prog="rnnkit", formatter_class=fmt,
+    p = _Parser(prog="rnnkit", formatter_class=fmt,
                                 description="Train, evaluate and use recurrent networks (RNN, LSTM, GRU).",
                                 epilog="examples:\n  rnnkit demo\n  rnnkit train examples/digits.yaml\n"
                                        "  rnnkit info runs/digits\n\nrun 'rnnkit COMMAND --help' for details")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnkit.data.errors import DataError
+from rnnkit.data.errors import DataError, not_utf8
 from rnnkit.data.mnist import class_names, load_mnist
 
 
@@ -164,7 +164,9 @@ def load_csv(path: Path | str, *, id_col: str = "id", time_col: str = "t", label
             rows = list(csv.reader(f, delimiter=delimiter))
     except FileNotFoundError:
         raise DataError(f"file not found: {path}; check the path") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
+    except (OSError, csv.Error) as e:
         raise DataError(f"cannot read {path} as UTF-8 CSV ({type(e).__name__}); check the file") from None
     if not rows:
         raise DataError(f"{path} is empty; write a header row ({id_col},{label_col},features...) and data rows")

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rnnkit.data.errors import DataError
+from rnnkit.data.errors import DataError, not_utf8
 from rnnkit.data.sources import register_source
 
 PAD, OOV = "<pad>", "<oov>"
@@ -236,8 +236,8 @@ def load_table(path: str | Path, text_column: str = "text", label_column: str | 
             else:
                 sep = delimiter or ("\t" if path.suffix in (".tsv", ".tab") else ",")
                 rows = list(csv.DictReader(f, delimiter=sep))
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not valid UTF-8 (byte {e.start}); re-save it as UTF-8") from None
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
     except csv.Error as e:
         raise DataError(f"{path} is not a valid CSV/TSV file ({e}); check the quoting") from None
     if not rows:

@@ -41,6 +41,8 @@ class ForecastModelConfig(ModelConfig):
     def check(self) -> None:
         super().check()
         q = self.quantiles
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in q):
+            raise ConfigError(f"model.quantiles must be a list of numbers in (0, 1), got {q}")
         if self.loss == "quantile" and (0.5 not in q or any(not 0 < v < 1 for v in q) or sorted(set(q)) != q):
             raise ConfigError(f"model.quantiles must be increasing values in (0, 1) including 0.5, got {q}")
         if not 0 < self.interval < 1:
