@@ -50,6 +50,7 @@ class ModelConfig:
     recurrent_activation: str | None = None  # LSTM/GRU gates; None: sigmoid
     layer_norm: bool = False
     reset_after: bool = True  # GRU only
+    max_abs: float | None = None  # IndRNN: the bound on |u|, the recurrent weights (e.g. 2 ** (1 / T))
     engine: Literal["auto", "fused", "native", "scan", "autograd"] = "auto"  # see docs/layers.md
 
     def _check_size(self) -> None:
@@ -70,7 +71,7 @@ class ModelConfig:
                 raise ConfigError(f"model.{key}: '{value}' is not an activation rnnkit knows; use one of "
                                   f"{', '.join(sorted(ACTIVATIONS))}")
         takes = inspect.signature(CELLS[self.cell].__init__).parameters  # what this cell's layer accepts
-        for key, unset in (("recurrent_activation", None), ("reset_after", True)):
+        for key, unset in (("recurrent_activation", None), ("reset_after", True), ("max_abs", None)):
             if getattr(self, key) != unset and key not in takes:
                 users = ", ".join(n for n, c in sorted(CELLS.items())
                                   if key in inspect.signature(c.__init__).parameters)
@@ -121,6 +122,8 @@ def layer_options(m: ModelConfig) -> dict:
         kwargs["reset_after"] = m.reset_after
     if m.engine != "auto":
         kwargs["engine"] = m.engine
+    if m.max_abs is not None:
+        kwargs["max_abs"] = m.max_abs
     return kwargs
 
 

@@ -8,10 +8,11 @@ to its layer class; :func:`make_layer` builds one by name.
 from rnnkit.layers.activations import ACTIVATIONS
 from rnnkit.layers.cell import Cell, ParamSpec
 from rnnkit.layers.gru import GRU, GRUCell
+from rnnkit.layers.indrnn import IndRNN, IndRNNCell
 from rnnkit.layers.lstm import LSTM, LSTMCell
 from rnnkit.layers.recurrent import ENGINES, MERGE_MODES, Recurrent
 from rnnkit.layers.registry import CELLS, make_layer, register_cell
 from rnnkit.layers.rnn import RNN, RNNCell
 
-__all__ = ["ACTIVATIONS", "CELLS", "ENGINES", "GRU", "LSTM", "MERGE_MODES", "RNN", "Cell", "GRUCell", "LSTMCell",
-           "ParamSpec", "RNNCell", "Recurrent", "make_layer", "register_cell"]
+__all__ = ["ACTIVATIONS", "CELLS", "ENGINES", "GRU", "LSTM", "MERGE_MODES", "RNN", "Cell", "GRUCell", "IndRNN",
+           "IndRNNCell", "LSTMCell", "ParamSpec", "RNNCell", "Recurrent", "make_layer", "register_cell"]

@@ -53,7 +53,7 @@ def gate_norm(a: torch.Tensor, gain: torch.Tensor, shift: torch.Tensor, gates: i
 class ParamSpec:
     """One parameter a cell needs per layer and direction: ``name`` without the ``_l{k}{sfx}`` suffix (torch.nn's
     ``weight_ih``, ...), its shape, and its initialisation: ``"uniform"`` (torch.nn's U(-1/sqrt(H), 1/sqrt(H))),
-    ``"ones"`` or ``"zeros"``."""
+    ``"ones"``, ``"zeros"``, or a name the cell's :meth:`Cell.init_value` knows."""
 
     name: str
     shape: tuple[int, ...]
@@ -122,6 +122,18 @@ class Cell:
     def init_bound(self) -> float:
         """The bound of the ``"uniform"`` initialisation: torch.nn's 1/sqrt(H)."""
         return 1.0 / math.sqrt(self.hidden_size)
+
+    def init_value(self, spec: ParamSpec, p: torch.Tensor) -> None:
+        """Initialise parameter ``p`` as ``spec.init`` says (in place, without grad); a cell with an init of its own
+        (IndRNN's recurrent vector) overrides this."""
+        if spec.init == "uniform":
+            bound = self.init_bound()
+            p.uniform_(-bound, bound)
+        elif spec.init in ("ones", "zeros"):
+            p.fill_(1.0 if spec.init == "ones" else 0.0)
+        else:
+            raise ValueError(f"{type(self).__name__} declares init {spec.init!r} for {spec.name} but does not "
+                             "implement it (override Cell.init_value)")
 
     def fused_mode(self) -> str | None:
         """The torch fused-kernel mode (``"LSTM"``, ``"GRU"``, ``"RNN_TANH"``, ``"RNN_RELU"``) that computes

@@ -165,14 +165,9 @@ class Recurrent(nn.Module):
     def reset_parameters(self) -> None:
         """Each parameter as its cell declares: torch.nn's U(-1/sqrt(H), 1/sqrt(H)) for weights and biases,
         layer-norm gains 1 and shifts 0."""
-        bound = self.cell.init_bound()
         with torch.no_grad():
             for name, p in self.named_parameters():
-                init = self._specs[name].init
-                if init == "uniform":
-                    p.uniform_(-bound, bound)
-                else:
-                    p.fill_(1.0 if init == "ones" else 0.0)
+                self.cell.init_value(self._specs[name], p)
 
     def _params(self, k: int, sfx: str) -> Params:
         """Layer k / direction ``sfx``'s parameters by their un-suffixed names (None for those it lacks)."""
