@@ -27,7 +27,7 @@ def test_defaults_and_task_specific_model_section(tmp_path):
     ("model: {hidden_size: ten}", "model.hidden_size must be an integer, got 'ten'"),
     ("model: {hidden_size: 0}", "model.hidden_size must be > 0"),
     ("model: {bidirectional: 1}", "model.bidirectional must be true or false"),
-    ("model: {cell: lstn}", "model.cell: 'lstn' is not one of gru, indrnn, lstm, rnn (did you mean 'lstm'?)"),
+    ("model: {cell: lstn}", "model.cell: 'lstn' is not one of gru, indrnn, lstm, mingru, minlstm, rnn (did you mean 'lstm'?)"),
     ("model: {dropout: 1.5}", "model.dropout must be in [0, 1)"),
     ("training: {optimizer: adamx}", "did you mean 'adam"),
     ("training: {monitor: val_acuracy}", "did you mean 'val_accuracy'?"),

@@ -40,7 +40,7 @@ from rnnkit.errors import ConfigError  # noqa: E402 - re-exported: the config's 
 class ModelConfig:
     """The recurrent stack shared by all tasks (maps onto ``rnnkit.RNN/LSTM/GRU``)."""
 
-    cell: str = "lstm"  # a name in rnnkit.layers.CELLS: rnn, lstm, gru
+    cell: str = "lstm"  # a name in rnnkit.layers.CELLS: rnn, lstm, gru, indrnn, mingru, minlstm
     hidden_size: int = 64
     num_layers: int = 1
     bidirectional: bool = False
@@ -71,7 +71,8 @@ class ModelConfig:
                 raise ConfigError(f"model.{key}: '{value}' is not an activation rnnkit knows; use one of "
                                   f"{', '.join(sorted(ACTIVATIONS))}")
         takes = inspect.signature(CELLS[self.cell].__init__).parameters  # what this cell's layer accepts
-        for key, unset in (("recurrent_activation", None), ("reset_after", True), ("max_abs", None)):
+        for key, unset in (("activation", None), ("recurrent_activation", None), ("reset_after", True),
+                           ("max_abs", None)):
             if getattr(self, key) != unset and key not in takes:
                 users = ", ".join(n for n, c in sorted(CELLS.items())
                                   if key in inspect.signature(c.__init__).parameters)

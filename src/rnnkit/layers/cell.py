@@ -75,6 +75,7 @@ class Cell:
             True for the GRU and RNN, whose torch CPU kernels step through ATen ops and are 1.3-3x slower than
             rnnkit's; False for the LSTM, whose oneDNN kernel is as fast.
         reference: whether ``rnnkit.reference`` has this cell (``reference_options`` gives its options).
+        parallel: whether :meth:`sequence` (a whole sequence at once, for a recurrence linear in h) exists.
     """
 
     name: ClassVar[str] = "cell"
@@ -86,6 +87,7 @@ class Cell:
     torch_class: ClassVar[type[torch.nn.Module] | None] = None
     native_on_cpu: ClassVar[bool] = False
     reference: ClassVar[bool] = False
+    parallel: ClassVar[bool] = False  # True: ``sequence`` solves a linear recurrence at once (the parallel engine)
 
     def __init__(
         self,

@@ -27,6 +27,8 @@ Four engines compute the same function (``engine=``; ``"auto"`` picks the fastes
   (``Cell.scan_kind``) and named activations; preferred over fused on the CPU where the cell says so
   (``Cell.native_on_cpu``: the GRU and RNN, whose torch CPU kernels are slower).
 * **scan**: the same BPTT written with torch ops (:mod:`rnnkit.layers.scan`), on any device.
+* **parallel**: for cells whose recurrence is linear in h (``Cell.parallel``: minGRU, minLSTM), the whole
+  sequence at once in a log-space scan (``Cell.sequence``), no stepping.
 * **autograd**: plain autograd through ``cell.step`` over time, for any cell and activation; the engine that
   ONNX export and compiled graphs with unknown lengths trace.
 
@@ -56,7 +58,7 @@ Output = torch.Tensor | PackedSequence | tuple[torch.Tensor, torch.Tensor]
 # where to_time maps a tensor in processing order (B, T, ...) back to time order (the reverse direction reads backwards)
 TraceFn = Callable[..., tuple[torch.Tensor, tuple[torch.Tensor, ...]]]
 
-ENGINES = ("fused", "native", "scan", "autograd")
+ENGINES = ("fused", "native", "scan", "parallel", "autograd")
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 _FUSED = {"LSTM": _VF.lstm, "GRU": _VF.gru, "RNN_TANH": _VF.rnn_tanh, "RNN_RELU": _VF.rnn_relu}
 _CUDNN_MODE = {"RNN_RELU": 0, "RNN_TANH": 1, "LSTM": 2, "GRU": 3}
@@ -200,6 +202,11 @@ class Recurrent(nn.Module):
                 why = native.why_unavailable()
                 if why is not None:
                     return f"rnnkit's native kernel is unavailable: {why}"
+        elif engine == "parallel":
+            if not self.cell.parallel:
+                return "the parallel engine needs a cell whose recurrence is linear in h (minGRU, minLSTM)"
+            if self.recurrent_dropout > 0:
+                return "the parallel scan has no recurrent dropout"
         elif engine != "autograd":
             raise ValueError(f"engine must be one of 'auto', {', '.join(repr(e) for e in ENGINES)}, got {engine!r}")
         return None
@@ -212,7 +219,7 @@ class Recurrent(nn.Module):
         native kernel on the CPU where it is faster, else the scan, else autograd) or to one engine; an engine
         that cannot run the configuration is a ValueError that says why. Asking never compiles anything.
         """
-        w = self.weight_hh_l0
+        w = self.weight_ih_l0  # every cell has an input projection
         return self._resolve(w.device, w.dtype, lengths=False)
 
     @engine.setter
@@ -252,6 +259,8 @@ class Recurrent(nn.Module):
             return "native"
         if cell_spec(self.cell) is not None and not compiling:
             return "scan"
+        if self.cell.parallel and not compiling and not (self.recurrent_dropout > 0 and self.training):
+            return "parallel"
         return "autograd"
 
     def uses_fused_kernel(self) -> bool:
@@ -489,6 +498,10 @@ class Recurrent(nn.Module):
             return scan(self.cell, gx, state, p, active, mask, use_native=engine == "native")
         if p["ln_ih_weight"] is not None:
             gx = gate_norm(gx, p["ln_ih_weight"], p["ln_ih_bias"], self.cell.num_gates)
+        if engine == "parallel" and mask is None and not _tracing():
+            res = self.cell.sequence(gx, state, p, active)
+            if res is not None:
+                return res
         return self._scan_autograd(gx, state, p, active, mask)
 
     def _scan_autograd(self, gx: torch.Tensor, state: tuple[torch.Tensor, ...], p: Params,
