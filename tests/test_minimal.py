@@ -10,9 +10,13 @@ from rnnkit.build import fit
 from rnnkit.layers import CELLS, MinGRU, MinLSTM
 
 
+@pytest.mark.parametrize("log_space", [False, True], ids=["linear-scan", "log-space-scan"])
 @pytest.mark.parametrize("cls", [MinGRU, MinLSTM])
 @pytest.mark.parametrize("deep", [False, True], ids=["1layer", "2layer-bi"])
-def test_parallel_scan_equals_stepping(cls, deep):
+def test_parallel_scan_equals_stepping(cls, deep, log_space, monkeypatch):
+    from rnnkit.layers import minimal
+
+    monkeypatch.setattr(minimal, "LINEAR_ON_CPU", not log_space)  # the log-space scan is the GPU path
     torch.manual_seed(0)
     extra = {"num_layers": 2, "bidirectional": True} if deep else {}
     layer = cls(3, 6, **extra)
@@ -44,7 +48,11 @@ def test_streaming_one_step_at_a_time_gives_the_parallel_outputs(cls):
 
 
 @pytest.mark.parametrize("cls", [MinGRU, MinLSTM])
-def test_gradcheck_parallel(cls):
+@pytest.mark.parametrize("log_space", [False, True], ids=["linear-scan", "log-space-scan"])
+def test_gradcheck_parallel(cls, log_space, monkeypatch):
+    from rnnkit.layers import minimal
+
+    monkeypatch.setattr(minimal, "LINEAR_ON_CPU", not log_space)
     torch.manual_seed(2)
     layer = cls(2, 3, bidirectional=True, dtype=torch.float64)
     x = torch.randn(2, 5, 2, dtype=torch.float64, requires_grad=True)
@@ -52,7 +60,11 @@ def test_gradcheck_parallel(cls):
     assert torch.autograd.gradcheck(lambda x, h0: layer(x, h0, lengths=torch.tensor([5, 3]))[0], (x, h0))
 
 
-def test_long_sequences_stay_finite_and_exact():
+@pytest.mark.parametrize("log_space", [False, True], ids=["linear-scan", "log-space-scan"])
+def test_long_sequences_stay_finite_and_exact(log_space, monkeypatch):
+    from rnnkit.layers import minimal
+
+    monkeypatch.setattr(minimal, "LINEAR_ON_CPU", not log_space)  # blocks keep the log-space sums short
     torch.manual_seed(3)
     layer = MinGRU(4, 8)
     x = 3 * torch.randn(2, 3000, 4)  # gates near 0 and 1: A_t underflows long before T

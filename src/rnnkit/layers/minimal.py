@@ -27,6 +27,7 @@ from rnnkit.layers.recurrent import Recurrent
 from rnnkit.layers.registry import register_cell
 
 CHUNK = 128  # steps per block of the parallel scan
+LINEAR_ON_CPU = True  # on the CPU, the stepping linear scan (faster there); False: the log-space scan everywhere
 
 
 def g(v: torch.Tensor) -> torch.Tensor:
@@ -114,7 +115,7 @@ class _MinimalCell(Cell):
         """The parallel scan over gx (B, T, G*H) from ``state``: outputs (B, T, H) and the final state; None when it
         cannot run (a negative h0, which the log-space scan cannot take: the step-by-step loop runs instead)."""
         h0 = state[0]
-        if gx.device.type == "cpu" and gx.shape[1]:  # a linear scan stepping in place: the fastest on the CPU
+        if LINEAR_ON_CPU and gx.device.type == "cpu" and gx.shape[1]:  # a linear scan stepping in place
             a, b = self.linear_coefficients(gx)
             if active is not None:
                 live = active.unsqueeze(2)
