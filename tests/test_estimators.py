@@ -156,7 +156,7 @@ def test_language_model():
     assert a == b and len(a) == 30
 
 
-def test_estimator_uses_the_same_engine_as_yaml():
+def test_fit_is_seeded_and_repeatable():
     torch.manual_seed(0)
     X, y = _sequences(64)
     a = rnnkit.SequenceClassifier(**{**FAST, "epochs": 1}).fit(X, y)

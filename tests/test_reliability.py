@@ -67,10 +67,18 @@ def test_resume_set_only_takes_keys_that_may_change(run_dir, capsys):
 
 
 def test_resume_from_best(tmp_path):
+    import shutil
+
+    from rnnkit.training import CheckpointError
+
     out, _ = fit({**TINY, "training": {**TINY["training"], "epochs": 2}}, tmp_path / "run", quiet=True)
     best = json.loads((out / "checkpoints" / "best" / "state.json").read_text())["epoch"]
+    shutil.rmtree(out / "checkpoints" / "last")  # only best is left: --from last has nothing to read
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        fit(None, resume=out, overrides=["training.epochs=3"], quiet=True)
     _, m = fit(None, resume=out, overrides=["training.epochs=3"], resume_from="best", quiet=True)
     assert m["epochs"] == 3 and best in (1, 2)
+    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 3  # best's history, then the epochs after it
 
 
 @register_callback("test_inf_weights")

@@ -35,8 +35,9 @@ def train(config: Config | dict | str | Path, *, out: str | Path | None = None, 
 
     command = f"rnnkit.train({str(config)!r})" if isinstance(config, str | Path) else "rnnkit.train(<config>)"
     staging = None
-    if out is not None and resume is None and Path(out).exists() and (
-            not Path(out).is_dir() or any(Path(out).iterdir())):
+    from rnnkit.training.lock import folder_taken
+
+    if out is not None and resume is None and folder_taken(out):
         raise RunExists(f"out={str(out)!r} already exists; give a new folder, or continue that run with "
                               f"rnnkit.train(resume={str(out)!r})")
     if isinstance(config, dict) and resume is None:  # arrays, texts, series given in the config itself
@@ -59,7 +60,9 @@ def train(config: Config | dict | str | Path, *, out: str | Path | None = None, 
 def _free(path: Path) -> Path:
     """``path``, or ``path-2``, ``path-3``, ... : the first that does not exist yet (or is an empty folder)."""
     out, i = path, 1
-    while out.exists() and (not out.is_dir() or any(out.iterdir())):
+    from rnnkit.training.lock import folder_taken
+
+    while folder_taken(out):
         i += 1
         out = path.with_name(f"{path.name}-{i}")
     return out

@@ -89,10 +89,10 @@ def _build_callbacks(raw: dict) -> dict:
 def resolve_run_dir(cfg: Config, out: str | Path | None) -> Path:
     """The new run's folder: ``out`` or ``runs/<name>``, which must not exist yet (or be empty: a lock file alone
     is what another process of the same data-parallel run, or a run that never started, leaves)."""
-    from rnnkit.training.lock import LOCK_NAME
+    from rnnkit.training.lock import folder_taken
 
     run_dir = Path(out) if out is not None else Path("runs") / cfg.name
-    if run_dir.exists() and (not run_dir.is_dir() or any(p.name != LOCK_NAME for p in run_dir.iterdir())):
+    if folder_taken(run_dir):
         raise RunExists(f"run folder {run_dir} already exists; continue it with --resume {run_dir}, "
                               "or choose another with --out DIR")
     return run_dir

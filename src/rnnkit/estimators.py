@@ -37,6 +37,7 @@ from rnnkit.data.memory import (
     as_texts,
     has_dates,
     relocate,
+    settle,
     staging_dir,
     write_npz,
     write_series_csv,
@@ -152,28 +153,19 @@ class _Estimator:
         self._cleanup = weakref.finalize(self, shutil.rmtree, str(tmp), True)
         return tmp / "run"
 
-    @staticmethod
-    def _staging(run_dir: Path) -> Path:
-        """Where fit writes the data before the run folder exists (moved to ``<run>/data`` afterwards)."""
-        return staging_dir(run_dir)
-
     def _train(self, run_dir: Path, data: dict) -> None:
         from rnnkit.api import Run
         from rnnkit.build import fit
 
         cfg = self._config(data)
-        staging, final = self._staging(run_dir), run_dir / "data"
         try:
             fit(cfg, run_dir, command=f"{type(self).__name__}.fit", quiet=not self.verbose)
         finally:  # the data files go into the run folder, and its config.yaml points there
-            if staging.exists() and run_dir.exists():
-                shutil.move(str(staging), str(final))
-                relocate(run_dir, staging, final)
-                classes = getattr(self, "classes_", None)
-                if classes is not None and classes.dtype.kind in "biufUS":  # the original labels, for load()
-                    np.save(final / "classes.npy", classes, allow_pickle=False)
-            elif staging.exists():
-                shutil.rmtree(staging)
+            settle(run_dir, staging_dir(run_dir))
+        classes = getattr(self, "classes_", None)
+        if classes is not None and classes.dtype.kind in "biufUS":  # the original labels, for load()
+            (run_dir / "data").mkdir(exist_ok=True)
+            np.save(run_dir / "data" / "classes.npy", classes, allow_pickle=False)
         self.run_dir_ = run_dir
         self.run_ = Run.load(run_dir)
         self.history_ = self.run_.history
@@ -191,7 +183,7 @@ class _Estimator:
         if path.exists():
             raise ValueError(f"{path} already exists; give a new folder")
         shutil.copytree(self.run_dir_, path)
-        _relocate(path, Path(self.run_dir_))
+        relocate(path, Path(self.run_dir_), path)
         return path
 
     # ---- pickling (scikit-learn's joblib and clone of fitted estimators) ------------------------------------
@@ -233,13 +225,6 @@ def _plain(v: Any) -> Any:
     if isinstance(v, np.generic):
         return v.item()
     return v
-
-
-def _relocate(new: Path, old: Path) -> None:
-    """Point a copied run folder's config at its own copy of the data."""
-    cfg = new / "config.yaml"
-    text = cfg.read_text()
-    cfg.write_text(text.replace(str(old.resolve()), str(new.resolve())))
 
 
 def _section_defaults(task: str, data_keep: set[str] | None = None) -> tuple[dict[str, str], dict[str, Any]]:
@@ -327,11 +312,11 @@ class SequenceClassifier(_ClassifierMixin, _Estimator):
             mask = np.arange(y_arr.shape[1])[None, :] < lengths[:, None]
         y_idx = self._encode_labels(y_arr, mask)
         run_dir = self._run_dir()
-        data: dict[str, Any] = {"source": "npz", "path": write_npz(self._staging(run_dir) / "train.npz", X,
+        data: dict[str, Any] = {"source": "npz", "path": write_npz(staging_dir(run_dir) / "train.npz", X,
                                                                  y_idx, lengths), "test_fraction": 0.0}
         if validation_data is not None:
             Xv, lv = as_sequences(validation_data[0], validation_data[2] if len(validation_data) > 2 else None)
-            data["val_path"] = write_npz(self._staging(run_dir) / "val.npz", Xv,
+            data["val_path"] = write_npz(staging_dir(run_dir) / "val.npz", Xv,
                                     self._labels_to_index(validation_data[1]), lv)
         self._train(run_dir, data)
         return self
@@ -376,7 +361,7 @@ class TextClassifier(_ClassifierMixin, _Estimator):
             raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
         y = self._encode_labels(np.asarray(labels))
         run_dir = self._run_dir()
-        staging = self._staging(run_dir)
+        staging = staging_dir(run_dir)
         data: dict[str, Any] = {"source": "csv", "path": write_text_csv(staging / "train.csv", texts, y),
                                 "text_column": "text", "label_column": "label"}
         if validation_data is not None:
@@ -420,7 +405,7 @@ class Forecaster(_Estimator):
 
     def fit(self, series: Any) -> Forecaster:
         run_dir = self._run_dir()
-        staging = self._staging(run_dir)
+        staging = staging_dir(run_dir)
         data: dict[str, Any] = {"test_fraction": self.test_fraction}
         self.dated_ = has_dates(series)
         if self.dated_:
@@ -483,7 +468,7 @@ class LanguageModel(_Estimator):
 
     def fit(self, text_or_files: Any) -> LanguageModel:
         run_dir = self._run_dir()
-        staging = self._staging(run_dir)
+        staging = staging_dir(run_dir)
         docs = [text_or_files] if isinstance(text_or_files, str | Path) else list(text_or_files)
         paths = []
         for i, d in enumerate(docs):

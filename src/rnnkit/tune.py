@@ -188,10 +188,10 @@ def tune(config: Config | dict | str | Path, params: dict[str, list] | Sequence[
         sets = [*overrides, *(f"{k}={json.dumps(v)}" for k, v in s.items())]
         configs.append((s, sets, load_config(base, sets)))
     out = Path(out) if out is not None else Path("runs") / f"tune-{cfg0.name}"
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise RunExists(f"tune folder {out} already exists; choose another with --out DIR")
-    from rnnkit.training.lock import run_lock
+    from rnnkit.training.lock import folder_taken, run_lock
 
+    if folder_taken(out):
+        raise RunExists(f"tune folder {out} already exists; choose another with --out DIR")
     with run_lock(out, "tune folder"):  # one writer per folder, for the whole search
         return _search(configs, base, out, folds, metric, quiet, cfg0)
 

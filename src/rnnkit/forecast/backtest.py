@@ -22,10 +22,10 @@ def backtest(config, out: str | Path, folds: int = 5, stride: int | None = None,
              command: str = "") -> dict:
     """Run the backtest of ``config`` (YAML path, mapping or Config) into the new folder ``out``, holding its lock
     (one writer per folder)."""
-    from rnnkit.training.lock import run_lock
+    from rnnkit.training.lock import folder_taken, run_lock
 
     out = Path(out)
-    if out.exists() and any(p.name != ".lock" for p in out.iterdir()):
+    if folder_taken(out):
         raise RunExists(f"backtest folder {out} already exists; choose another with --out DIR")
     with run_lock(out, "backtest folder"):
         return _backtest(config, out, folds, stride, overrides, quiet, command)

@@ -103,9 +103,8 @@ def _build() -> None:
     build.mkdir(parents=True, exist_ok=True)
     cpp_extension.load(name=name, sources=[str(CSRC / s) for s in SOURCES], extra_cflags=_flags(),
                        extra_ldflags=["-fopenmp"], build_directory=str(build), is_python_module=False, verbose=False)
-    _state["build_s"] = time.perf_counter() - start
     if not cached:
-        print(f"rnnkit: native kernel built in {_state['build_s']:.0f} s", file=sys.stderr, flush=True)
+        print(f"rnnkit: native kernel built in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
 
 
 @torch.compiler.assume_constant_result  # compiled graphs take the answer as a constant instead of tracing it
@@ -159,11 +158,6 @@ def enabled() -> bool:
                               "scan, which gives the same results more slowly (RNNKIT_NATIVE=0 skips the build)",
                               RuntimeWarning, stacklevel=2)
     return bool(_state["ok"])
-
-
-def build_seconds() -> float:
-    """Seconds this process spent building or loading the kernel (0 before it did)."""
-    return float(_state.get("build_s", 0.0))
 
 
 def empty_cache() -> int:

@@ -135,6 +135,7 @@ class Recurrent(nn.Module):
         self.num_directions = 2 if bidirectional else 1
         kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self._specs: dict[str, ParamSpec] = {}
+        self._names: dict[tuple[int, str], list[tuple[str, str]]] = {}  # (k, sfx) -> [(base name, full name)]
         self._weight_names: list[str] = []  # torch.nn's flat order: per layer, per direction: w_ih, w_hh, b_*, w_hr
         for k in range(num_layers):
             for sfx in self._suffixes():
@@ -142,6 +143,7 @@ class Recurrent(nn.Module):
                     name = f"{spec.name}_l{k}{sfx}"
                     self.register_parameter(name, nn.Parameter(torch.empty(spec.shape, **kw)))
                     self._specs[name] = spec
+                    self._names.setdefault((k, sfx), []).append((spec.name, name))
                     if not spec.name.startswith("ln_"):
                         self._weight_names.append(name)
         self.reset_parameters()
@@ -174,8 +176,8 @@ class Recurrent(nn.Module):
     def _params(self, k: int, sfx: str) -> Params:
         """Layer k / direction ``sfx``'s parameters by their un-suffixed names (None for those it lacks)."""
         p: Params = dict.fromkeys(_STANDARD)
-        for spec in self.cell.param_specs(1, self.bias, self.layer_norm):
-            p[spec.name] = getattr(self, f"{spec.name}_l{k}{sfx}")
+        for base, name in self._names[(k, sfx)]:
+            p[base] = getattr(self, name)
         return p
 
     # ------------------------------------------------------------------ engines

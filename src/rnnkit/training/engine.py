@@ -187,7 +187,6 @@ class Trainer:
                resume: bool) -> None:
         t = self.training
         self.objective, self.data, self.run_dir, self.config, self.resume = objective, data, run_dir, config, resume
-        self.task = objective  # for callbacks written against the one-object tasks
         self._memory: dict[str, dict[str, bytes]] = {}  # checkpoints when there is no run folder
         if t.num_threads:
             torch.set_num_threads(t.num_threads)

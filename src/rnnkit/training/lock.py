@@ -21,6 +21,13 @@ except ImportError:  # pragma: no cover - not on Linux/macOS
 LOCK_NAME = ".lock"
 
 
+def folder_taken(path: str | Path) -> bool:
+    """Whether ``path`` exists as anything but an empty folder (a lone lock file, which another process of the same
+    data-parallel run or a run that never started leaves, counts as empty)."""
+    path = Path(path)
+    return path.exists() and (not path.is_dir() or any(p.name != LOCK_NAME for p in path.iterdir()))
+
+
 @contextmanager
 def run_lock(run_dir: str | Path, what: str = "run folder") -> Iterator[Path]:
     """Hold the lock of ``run_dir`` (created if missing) inside the block; RunInUse when another process has it."""
@@ -44,4 +51,4 @@ def run_lock(run_dir: str | Path, what: str = "run folder") -> Iterator[Path]:
         os.close(fd)
 
 
-__all__ = ["LOCK_NAME", "run_lock"]
+__all__ = ["LOCK_NAME", "folder_taken", "run_lock"]
