@@ -8,7 +8,7 @@ import torch
 import rnnkit
 from rnnkit.build import fit, load_config
 from rnnkit.config import ConfigError
-from rnnkit.layers import CELLS, IndRNN
+from rnnkit.layers import CELLS, IndRNN, native
 
 
 def test_recurrence_written_out_with_lengths_and_both_directions():
@@ -31,16 +31,45 @@ def test_recurrence_written_out_with_lengths_and_both_directions():
         torch.testing.assert_close(out[b, :n], alone[0])  # the reverse direction from each sequence's own end
 
 
-def test_gradcheck_and_engines():
+needs_native = pytest.mark.skipif(not native.available(), reason="no C++ toolchain for the native kernel")
+
+
+@pytest.mark.parametrize("engine", [pytest.param("native", marks=needs_native), "autograd"])
+def test_gradcheck_and_engines(engine):
     torch.manual_seed(1)
-    layer = IndRNN(2, 3, 2, activation="tanh", dtype=torch.float64)
+    layer = IndRNN(2, 3, 2, activation="tanh", max_abs=0.8, dtype=torch.float64, engine=engine)
     x = torch.randn(2, 4, 2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x: layer(x, lengths=torch.tensor([4, 2]))[0], (x,))
-    assert layer.engine == "autograd"
-    for engine in ("fused", "native", "scan"):
-        with pytest.raises(ValueError, match=f"engine='{engine}' cannot run IndRNN"):
-            layer.engine = engine
+    h0 = torch.randn(2, 2, 3, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        layer.weight_hh_l0[0] = 1.2  # beyond the bound: the clamp's zero gradient is part of the check
+    assert torch.autograd.gradcheck(lambda x, h0: layer(x, h0, lengths=torch.tensor([4, 2]))[0], (x, h0))
+    assert torch.autograd.gradcheck(lambda x, h0: layer(x, h0, lengths=torch.tensor([4, 2]))[1], (x, h0))
+    assert layer.engine == engine
+    for other in ("fused", "scan", "parallel"):
+        with pytest.raises(ValueError, match=f"engine='{other}' cannot run IndRNN"):
+            layer.engine = other
     assert layer.weight_hh_l0.shape == (3,) and layer.weight_hh_l1.shape == (3,)
+
+
+@needs_native
+@pytest.mark.parametrize(("activation", "dtype"), [("relu", torch.float64), ("tanh", torch.float32)])
+def test_native_kernel_matches_autograd(activation, dtype):
+    # relu in float64: in float32 a pre-activation within rounding of 0 can take either side of the kink
+    torch.manual_seed(2)
+    layer = IndRNN(4, 70, num_layers=2, bidirectional=True, activation=activation, max_abs=1.2,
+                   recurrent_dropout=0.2, layer_norm=True, dtype=dtype)
+    assert layer.engine == "native"
+    x, lengths = torch.randn(3, 30, 4, dtype=dtype), torch.tensor([30, 7, 19])
+    results = []
+    for engine in ("native", "autograd"):
+        layer.engine = engine
+        layer.zero_grad()
+        torch.manual_seed(3)  # the same recurrent-dropout masks
+        out, h = layer(x, lengths=lengths)
+        (out.square().sum() + h.sum()).backward()
+        results.append([out.detach(), h.detach(), *[p.grad.clone() for p in layer.parameters()]])
+    for a, b in zip(*results, strict=True):  # float32 sums over 30 steps and 3 rows, in other orders
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
 
 
 def test_in_configs_the_registry_and_export(tmp_path):

@@ -1,5 +1,5 @@
-"""minGRU and minLSTM: the parallel log-space scan against stepping one x_t at a time, streaming, gradients,
-long sequences, configs and export."""
+"""minGRU and minLSTM: the native kernel, the linear scan and the log-space scan against stepping one x_t at a
+time, streaming, gradients, long sequences, configs and export."""
 
 from __future__ import annotations
 
@@ -7,20 +7,40 @@ import pytest
 import torch
 
 from rnnkit.build import fit
-from rnnkit.layers import CELLS, MinGRU, MinLSTM
+from rnnkit.layers import CELLS, MinGRU, MinLSTM, native
+
+# the three whole-sequence paths: (engine, minimal.LINEAR_ON_CPU)
+PATHS = {"native": ("native", True), "linear-scan": ("parallel", True), "log-space-scan": ("parallel", False)}
+needs_native = pytest.mark.skipif(not native.available(), reason="no C++ toolchain for the native kernel")
 
 
-@pytest.mark.parametrize("log_space", [False, True], ids=["linear-scan", "log-space-scan"])
-@pytest.mark.parametrize("cls", [MinGRU, MinLSTM])
-@pytest.mark.parametrize("deep", [False, True], ids=["1layer", "2layer-bi"])
-def test_parallel_scan_equals_stepping(cls, deep, log_space, monkeypatch):
+def _paths():
+    return [pytest.param(k, marks=needs_native) if k == "native" else k for k in PATHS]
+
+
+def _use(layer, path, monkeypatch) -> None:
     from rnnkit.layers import minimal
 
-    monkeypatch.setattr(minimal, "LINEAR_ON_CPU", not log_space)  # the log-space scan is the GPU path
+    engine, linear = PATHS[path]
+    monkeypatch.setattr(minimal, "LINEAR_ON_CPU", linear)  # the log-space scan is the GPU path
+    layer.engine = engine
+
+
+def test_auto_engine_is_the_native_kernel_on_cpu():
+    layer = MinGRU(3, 6)
+    assert layer.engine == ("native" if native.available() else "parallel")
+    layer.recurrent_dropout = 0.1  # no recurrent weight for it to act on: the step-by-step loop
+    assert layer.engine == "autograd"
+
+
+@pytest.mark.parametrize("path", _paths())
+@pytest.mark.parametrize("cls", [MinGRU, MinLSTM])
+@pytest.mark.parametrize("deep", [False, True], ids=["1layer", "2layer-bi"])
+def test_parallel_scan_equals_stepping(cls, deep, path, monkeypatch):
     torch.manual_seed(0)
     extra = {"num_layers": 2, "bidirectional": True} if deep else {}
     layer = cls(3, 6, **extra)
-    assert layer.engine == "parallel"
+    _use(layer, path, monkeypatch)
     x = torch.randn(4, 9, 3)
     lengths = torch.tensor([9, 2, 5, 1])
     n = layer.num_layers * layer.num_directions
@@ -48,25 +68,43 @@ def test_streaming_one_step_at_a_time_gives_the_parallel_outputs(cls):
 
 
 @pytest.mark.parametrize("cls", [MinGRU, MinLSTM])
-@pytest.mark.parametrize("log_space", [False, True], ids=["linear-scan", "log-space-scan"])
-def test_gradcheck_parallel(cls, log_space, monkeypatch):
-    from rnnkit.layers import minimal
-
-    monkeypatch.setattr(minimal, "LINEAR_ON_CPU", not log_space)
+@pytest.mark.parametrize("path", _paths())
+def test_gradcheck_parallel(cls, path, monkeypatch):
     torch.manual_seed(2)
     layer = cls(2, 3, bidirectional=True, dtype=torch.float64)
+    _use(layer, path, monkeypatch)
     x = torch.randn(2, 5, 2, dtype=torch.float64, requires_grad=True)
     h0 = torch.rand(2, 2, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, h0: layer(x, h0, lengths=torch.tensor([5, 3]))[0], (x, h0))
+    # the final state alone (the kernel then gets no output gradient at all)
+    assert torch.autograd.gradcheck(lambda x, h0: layer(x, h0, lengths=torch.tensor([5, 3]))[1], (x, h0))
 
 
-@pytest.mark.parametrize("log_space", [False, True], ids=["linear-scan", "log-space-scan"])
-def test_long_sequences_stay_finite_and_exact(log_space, monkeypatch):
-    from rnnkit.layers import minimal
+@needs_native
+@pytest.mark.parametrize("cls", [MinGRU, MinLSTM])
+def test_native_kernel_float32_matches_stepping_with_layer_norm(cls):
+    torch.manual_seed(5)
+    layer = cls(4, 70, layer_norm=True, num_layers=2)  # 70: a block of channels that is not a multiple of 8
+    x = torch.randn(3, 40, 4)
+    h0 = torch.randn(2, 3, 70)  # a negative state is fine for the direct recurrence
+    layer.engine = "native"
+    out, h = layer(x, h0)
+    (out.sum() + h.square().sum()).backward()
+    fast = [out.detach(), h.detach(), *[p.grad.clone() for p in layer.parameters()]]
+    layer.zero_grad()
+    layer.engine = "autograd"
+    out, h = layer(x, h0)
+    (out.sum() + h.square().sum()).backward()
+    slow = [out.detach(), h.detach(), *[p.grad.clone() for p in layer.parameters()]]
+    for a, b in zip(fast, slow, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
-    monkeypatch.setattr(minimal, "LINEAR_ON_CPU", not log_space)  # blocks keep the log-space sums short
+
+@pytest.mark.parametrize("path", _paths())
+def test_long_sequences_stay_finite_and_exact(path, monkeypatch):
     torch.manual_seed(3)
     layer = MinGRU(4, 8)
+    _use(layer, path, monkeypatch)  # the log-space scan's blocks keep its sums short
     x = 3 * torch.randn(2, 3000, 4)  # gates near 0 and 1: A_t underflows long before T
     fast, _ = layer(x)
     layer.engine = "autograd"

@@ -1,4 +1,4 @@
-"""rnnkit: recurrent neural networks (Elman RNN, LSTM, GRU) done right.
+"""rnnkit: recurrent neural networks (Elman RNN, LSTM, GRU, minGRU, minLSTM, IndRNN) done right.
 
 * :mod:`rnnkit.reference` - the textbook math in NumPy: forward pass, backpropagation through time,
   gradient checking.
@@ -13,10 +13,10 @@ Importing ``rnnkit`` loads only torch and numpy; the training API loads on first
 from typing import Any
 
 from rnnkit._version import __version__
-from rnnkit.layers import GRU, LSTM, RNN
+from rnnkit.layers import GRU, LSTM, RNN, IndRNN, MinGRU, MinLSTM
 
 _ESTIMATORS = ("SequenceClassifier", "TextClassifier", "Forecaster", "LanguageModel", "load")
-__all__ = ["GRU", "LSTM", "RNN", "Run", "__version__", "train", *_ESTIMATORS]
+__all__ = ["GRU", "LSTM", "RNN", "IndRNN", "MinGRU", "MinLSTM", "Run", "__version__", "train", *_ESTIMATORS]
 
 
 def __getattr__(name: str) -> Any:

@@ -147,6 +147,18 @@ class Cell:
         (``"lstm"``, ``"gru"``, ``"gru_rb"``, ``"rnn"``), or None: then only autograd runs it."""
         return None
 
+    def native_supported(self) -> bool:
+        """Whether :meth:`native` runs this cell: a kernel of its own in rnnkit's native library (the diagonal
+        recurrences minGRU, minLSTM, IndRNN), apart from the LSTM/GRU/RNN scan that ``scan_kind`` selects."""
+        return False
+
+    def native(self, gx: torch.Tensor, state: tuple[torch.Tensor, ...], p: Params, active: torch.Tensor | None,
+               drop: torch.Tensor | None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The whole sequence through the cell's own native kernel (see :meth:`native_supported`): gx (B, T, G*H)
+        after the input-side layer norm, ``active`` (B, T) bool or None, ``drop`` (B, P) the recurrent-dropout
+        mask or None; returns outputs (B, T, P) and the final state."""
+        raise NotImplementedError(f"{type(self).__name__} has no native kernel of its own")
+
     def keras_bias_rows(self) -> int:
         """Rows of the Keras bias array: 1, or 2 where Keras keeps separate input and recurrent biases."""
         return 1

@@ -15,6 +15,7 @@ import math
 
 import torch
 
+from rnnkit.layers import native
 from rnnkit.layers.activations import Activation
 from rnnkit.layers.cell import Cell, Params, ParamSpec
 from rnnkit.layers.recurrent import Recurrent
@@ -54,9 +55,20 @@ class IndRNNCell(Cell):
     def options(self) -> dict[str, object]:
         return {"activation": self.activation_name, "max_abs": self.max_abs}
 
+    def bounded(self, p: Params) -> torch.Tensor:
+        """u (H,) within ``max_abs``."""
+        return p["weight_hh"] if self.max_abs is None else p["weight_hh"].clamp(-self.max_abs, self.max_abs)
+
+    def native_supported(self) -> bool:  # noqa: D102 - see Cell.native_supported
+        return self.activation_name in native.ACT_CODES
+
+    def native(self, gx, state, p: Params, active, drop):  # noqa: D102 - see Cell.native
+        hs, last = native.indrnn_scan(self.activation_name, gx, self.bounded(p), p["bias_hh"], drop, active,
+                                      state[0])
+        return (hs if active is None else hs * active.unsqueeze(2)), (last,)
+
     def step(self, gx, h_rec, state, p: Params):  # noqa: D102 - see Cell.step
-        u = p["weight_hh"] if self.max_abs is None else p["weight_hh"].clamp(-self.max_abs, self.max_abs)
-        a = torch.addcmul(gx, u, h_rec)
+        a = torch.addcmul(gx, self.bounded(p), h_rec)
         if p["bias_hh"] is not None:
             a = a + p["bias_hh"]
         return (self.act(a),)

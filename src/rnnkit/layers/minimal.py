@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from rnnkit.layers import native
 from rnnkit.layers.cell import Cell, Params, ParamSpec
 from rnnkit.layers.recurrent import Recurrent
 from rnnkit.layers.registry import register_cell
@@ -96,6 +97,13 @@ class _MinimalCell(Cell):
 
     def options(self) -> dict[str, object]:
         return {}
+
+    def native_supported(self) -> bool:  # noqa: D102 - see Cell.native_supported
+        return True
+
+    def native(self, gx, state, p: Params, active, drop):  # noqa: D102 - see Cell.native
+        hs, last = native.minimal_scan(self.name, gx, state[0], active)
+        return (hs if active is None else hs * active.unsqueeze(2)), (last,)
 
     def coefficients(self, gx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """log a, log b (..., H) of the recurrence from the input projection gx (..., G*H)."""

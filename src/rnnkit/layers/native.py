@@ -33,7 +33,7 @@ from torch.autograd.function import once_differentiable
 
 Tensor = torch.Tensor
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = ("scan_ops.cpp", "scan_float.cpp", "scan_double.cpp")  # and scan.h, the kernels they share
+SOURCES = ("scan_ops.cpp", "scan_float.cpp", "scan_double.cpp", "diagonal.cpp")  # and scan.h, which they share
 KINDS = {"lstm": 0, "gru": 1, "rnn": 2, "gru_rb": 3}  # gru: reset_after=True; gru_rb: reset_after=False
 NUM_GATES = {0: 4, 1: 3, 2: 1, 3: 3}
 ACT_CODES = {"tanh": 0, "sigmoid": 1, "relu": 2, "identity": 3, "hard_sigmoid": 4, "hard_sigmoid_keras2": 5}
@@ -321,3 +321,74 @@ def scan(kind: str, act: str, rec: str, gx: Tensor, w: Tensor, b: Tensor | None,
     args = (k, ACT_CODES[act], ACT_CODES[rec], gx.contiguous(), w, b, g_hh, s_hh, g_ih, s_ih, drop, live, h0, c0)
     res = native_scan(*args) if torch.compiler.is_compiling() else NativeScanFunction.apply(*args)
     return (res[0], res[1], res[2]) if k == KINDS["lstm"] else (res[0], res[1])
+
+
+# ------------------------------------------------------------------------------ the diagonal recurrences
+# minGRU, minLSTM and IndRNN (csrc/diagonal.cpp): an elementwise recurrence, forward and backward each one fused
+# pass over the pre-activations. Eager mode only: traced graphs run these cells' autograd step instead.
+MINIMAL_KINDS = {"mingru": 0, "minlstm": 1}
+
+
+def _live(active: Tensor | None) -> Tensor | None:
+    return None if active is None else active.to(torch.uint8).contiguous()
+
+
+class MinimalScanFunction(torch.autograd.Function):
+    """States (B, T, H) of minGRU/minLSTM from gx (B, T, G*H) and h0 (B, H), and the last one (B, H) apart (so
+    that a loss on the final state alone costs no (B, T, H) gradient); ``live`` (B, T) uint8 or None."""
+
+    @staticmethod
+    def forward(ctx, kind: int, gx: Tensor, h0: Tensor, live: Tensor | None):  # noqa: D102
+        hs = torch.ops.rnnkit_native.minimal_forward(kind, gx, h0, live)
+        ctx.kind = kind
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(gx, hs, h0, live)
+        return hs, hs[:, -1].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dhs, dhT):  # noqa: D102
+        gx, hs, h0, live = ctx.saved_tensors
+        dhT = h0.new_zeros(h0.shape) if dhT is None else dhT.contiguous()
+        dhs = None if dhs is None else dhs.contiguous()
+        dgx, dh0 = torch.ops.rnnkit_native.minimal_backward(ctx.kind, dhs, dhT, gx, hs, h0, live)
+        return None, dgx, dh0 if ctx.needs_input_grad[2] else None, None
+
+
+def minimal_scan(kind: str, gx: Tensor, h0: Tensor, active: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The states (B, T, H) after every step of ``kind`` ("mingru", "minlstm") over gx (B, T, G*H) (the input
+    projection, layer-normed if the layer is) from h0 (B, H); a step where ``active`` (B, T) is False keeps the
+    state. The layer's outputs are these states, zeroed at padded steps; the second result is the final state."""
+    return MinimalScanFunction.apply(MINIMAL_KINDS[kind], gx.contiguous(), h0.contiguous(), _live(active))
+
+
+class IndRNNScanFunction(torch.autograd.Function):
+    """States (B, T, H) of IndRNN, ``h_t = act(gx_t + u ⊙ h_{t-1} ⊙ drop + b)``, and the last one (B, H) apart."""
+
+    @staticmethod
+    def forward(ctx, act: int, gx: Tensor, u: Tensor, b: Tensor | None, drop: Tensor | None,
+                live: Tensor | None, h0: Tensor):  # noqa: D102
+        (hs,) = torch.ops.rnnkit_native.indrnn_forward(act, gx, u, b, drop, live, h0)
+        ctx.act, ctx.has_b = act, b is not None
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(u, drop, live, hs, h0)
+        return hs, hs[:, -1].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dhs, dhT):  # noqa: D102
+        u, drop, live, hs, h0 = ctx.saved_tensors
+        dhT = h0.new_zeros(h0.shape) if dhT is None else dhT.contiguous()
+        dhs = None if dhs is None else dhs.contiguous()
+        da, du, dh0 = torch.ops.rnnkit_native.indrnn_backward(ctx.act, dhs, dhT, u, drop, live, hs, h0)
+        db = da.sum((0, 1)) if ctx.has_b and ctx.needs_input_grad[3] else None
+        return None, da, du.sum(0), db, None, None, dh0 if ctx.needs_input_grad[6] else None
+
+
+def indrnn_scan(act: str, gx: Tensor, u: Tensor, b: Tensor | None, drop: Tensor | None, active: Tensor | None,
+                h0: Tensor) -> tuple[Tensor, Tensor]:
+    """The states (B, T, H) after every IndRNN step over gx (B, T, H), with u (H,) (already bounded), b (H,) or
+    None, drop (B, H) the recurrent-dropout mask or None, active (B, T) bool or None, h0 (B, H); and the final
+    state (B, H)."""
+    return IndRNNScanFunction.apply(ACT_CODES[act], gx.contiguous(), u.contiguous(), b, drop, _live(active),
+                                    h0.contiguous())

@@ -195,6 +195,12 @@ class Recurrent(nn.Module):
                 return "torch's fused kernels have no recurrent dropout"
             if self.bidirectional and self.merge_mode != "concat" and self.num_layers > 1:
                 return "torch's fused kernels concatenate the directions between stacked layers"
+        elif engine == "native" and cell_spec(self.cell) is None and self.cell.native_supported():
+            if self.cell.parallel and self.recurrent_dropout > 0:
+                return "a recurrence linear in h has no recurrent weight for recurrent dropout to act on"
+            why = native.why_unavailable()
+            if why is not None:
+                return f"rnnkit's native kernel is unavailable: {why}"
         elif engine in ("native", "scan"):
             if cell_spec(self.cell) is None:
                 known = ", ".join(native.ACT_CODES)
@@ -247,7 +253,8 @@ class Recurrent(nn.Module):
                                  f"{dtype} on {device} (use engine='auto')")
             return self._engine
         compiling = _tracing()
-        native_ok = cpu and native.supports_dtype(dtype) and self._why_not("native") is None
+        native_ok = (cpu and native.supports_dtype(dtype) and self._why_not("native") is None
+                     and not (compiling and cell_spec(self.cell) is None))  # own kernels: eager mode only
         fused_ok = (self.cell.fused_mode() is not None and not self.layer_norm
                     and not (self.recurrent_dropout > 0 and self.training)
                     and not (self.bidirectional and self.merge_mode != "concat" and self.num_layers > 1))
@@ -370,7 +377,8 @@ class Recurrent(nn.Module):
         if engine == "native" and not _tracing() and not native.enabled():  # the build failed (it warned once)
             if self._engine == "native":
                 raise RuntimeError(f"engine='native' cannot run: {native.why_unavailable()}")
-            engine = "scan" if cell_spec(self.cell) is not None else "autograd"
+            engine = ("scan" if cell_spec(self.cell) is not None
+                      else "parallel" if self.cell.parallel and self._why_not("parallel") is None else "autograd")
         if engine == "fused":
             out, final = self._forward_fused(x, lengths, state0)
         else:
@@ -496,10 +504,13 @@ class Recurrent(nn.Module):
         if self.recurrent_dropout > 0 and self.training:
             keep = 1.0 - self.recurrent_dropout
             mask = torch.bernoulli(state[0].new_full(state[0].shape, keep)) / keep  # one mask per sequence
-        if engine in ("native", "scan") and gx.shape[1] > 0:
+        own = cell_spec(self.cell) is None  # the cell's own native kernel, if any
+        if engine in ("native", "scan") and gx.shape[1] > 0 and not own:
             return scan(self.cell, gx, state, p, active, mask, use_native=engine == "native")
         if p["ln_ih_weight"] is not None:
             gx = gate_norm(gx, p["ln_ih_weight"], p["ln_ih_bias"], self.cell.num_gates)
+        if engine == "native" and own and gx.shape[1] > 0 and not _tracing():
+            return self.cell.native(gx, state, p, active, mask)
         if engine == "parallel" and mask is None and not _tracing():
             res = self.cell.sequence(gx, state, p, active)
             if res is not None:

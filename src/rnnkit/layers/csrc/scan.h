@@ -47,7 +47,7 @@ constexpr int64_t num_gates(int64_t kind) { return kind == kLSTM ? 4 : kind == k
 // exp for float in a form the compiler vectorises: x = n ln2 + r, exp(r) by a degree-6 polynomial
 // (Cephes' coefficients, about 1 ulp), 2^n built in the exponent bits. Inputs are clamped to +-87 so that
 // neither the result nor 1/(1 + result) is denormal.
-inline float exp_f(float x) {
+[[gnu::always_inline]] inline float exp_f(float x) {
   x = std::min(std::max(x, -87.0f), 87.0f);
   const float fx = x * 1.44269504088896341f;
   const float fn = std::floor(fx + 0.5f);
@@ -65,7 +65,7 @@ inline float exp_f(float x) {
   return p * __builtin_bit_cast(float, bits);
 }
 
-inline float sigmoid_v(float x) { return 1.0f / (1.0f + exp_f(-x)); }
+[[gnu::always_inline]] inline float sigmoid_v(float x) { return 1.0f / (1.0f + exp_f(-x)); }
 inline double sigmoid_v(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
 // tanh for float: an odd polynomial near 0 (Cephes' tanhf), (1 - e) / (1 + e) with e = exp(-2|x|) elsewhere.
