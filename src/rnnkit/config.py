@@ -180,11 +180,15 @@ class TrainingConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9  # sgd only
-    schedule: Literal["none", "cosine", "plateau"] = "none"
-    min_lr: float = 0.0  # floor of cosine / plateau
+    schedule: Literal["none", "cosine", "onecycle", "plateau"] = "none"
+    min_lr: float = 0.0  # floor of cosine / onecycle / plateau
+    warmup_steps: int = 0  # linear warm-up of the lr from ~0 over the first N optimizer steps (any schedule)
     plateau_factor: float = 0.5  # plateau: lr *= factor after plateau_patience epochs without improvement
     plateau_patience: int = 2
     epochs: int = 10
+    min_steps: int | None = None  # at least this many optimizer steps: more epochs on a small training set
+    max_steps: int | None = None  # stop after this many optimizer steps (evaluates, checkpoints, reports)
+    max_time: float | None = None  # stop after this many seconds of training (the same, at the next step)
     batch_size: int = 32  # global batch size (split across processes under torchrun)
     eval_batch_size: int = 256
     clip_norm: float | None = 1.0  # max global gradient norm; null: no clipping (the norm is still logged)
@@ -200,7 +204,10 @@ class TrainingConfig:
 
     def check(self) -> None:
         _positive(self, "lr", "epochs", "batch_size", "eval_batch_size", "plateau_patience")
-        for key in ("clip_norm", "patience", "num_threads", "checkpoint_every_steps"):
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ConfigError(f"training.warmup_steps must be a whole number >= 0, got {self.warmup_steps!r}")
+        for key in ("clip_norm", "patience", "num_threads", "checkpoint_every_steps", "min_steps", "max_steps",
+                    "max_time"):
             if getattr(self, key) is not None:
                 _positive(self, key)
         if self.weight_decay < 0 or self.min_lr < 0:

@@ -29,6 +29,7 @@ class IndRNNCell(Cell):
     num_gates = 1
     gate_names = ("candidate",)
     num_states = 1
+    reference = True
 
     def __init__(self, hidden_size: int, activation: str | Activation = "relu", max_abs: float | None = None) -> None:
         super().__init__(hidden_size, activation)
@@ -54,6 +55,9 @@ class IndRNNCell(Cell):
 
     def options(self) -> dict[str, object]:
         return {"activation": self.activation_name, "max_abs": self.max_abs}
+
+    def reference_options(self) -> dict[str, object]:  # noqa: D102 - see Cell.reference_options
+        return self.options()
 
     def bounded(self, p: Params) -> torch.Tensor:
         """u (H,) within ``max_abs``."""

@@ -85,6 +85,7 @@ class _MinimalCell(Cell):
 
     num_states = 1
     parallel = True  # sequence() solves the recurrence without stepping
+    reference = True
 
     def param_specs(self, input_size: int, bias: bool, layer_norm: bool) -> list[ParamSpec]:
         gh = self.num_gates * self.hidden_size
@@ -96,6 +97,9 @@ class _MinimalCell(Cell):
         return specs
 
     def options(self) -> dict[str, object]:
+        return {}
+
+    def reference_options(self) -> dict[str, object]:  # noqa: D102 - see Cell.reference_options
         return {}
 
     def native_supported(self) -> bool:  # noqa: D102 - see Cell.native_supported

@@ -18,17 +18,18 @@ Parameters are what the cell declares (:meth:`Cell.param_specs`), with torch.nn'
 with D_0 = input_size and D_k the merged size of layer k-1's outputs, so ``state_dict``s move to and from
 torch.nn.
 
-Four engines compute the same function (``engine=``; ``"auto"`` picks the fastest that can run):
+Five engines compute the same function (``engine=``; ``"auto"`` picks the fastest that can run):
 
 * **fused**: torch's own kernel (oneDNN on CPU, cuDNN on GPU), for the cells torch.nn has
   (``Cell.fused_mode``) without layer norm and without recurrent dropout while training; lengths through a
   packed sequence.
 * **native**: rnnkit's C++ kernel on the CPU (:mod:`rnnkit.layers.native`), for cells with a hand-written BPTT
   (``Cell.scan_kind``) and named activations; preferred over fused on the CPU where the cell says so
-  (``Cell.native_on_cpu``: the GRU and RNN, whose torch CPU kernels are slower).
+  (``Cell.native_on_cpu``: the GRU and RNN, whose torch CPU kernels are slower). minGRU, minLSTM and IndRNN
+  have kernels of their own there (``Cell.native``: one fused pass over the sequence each way).
 * **scan**: the same BPTT written with torch ops (:mod:`rnnkit.layers.scan`), on any device.
 * **parallel**: for cells whose recurrence is linear in h (``Cell.parallel``: minGRU, minLSTM), the whole
-  sequence at once in a log-space scan (``Cell.sequence``), no stepping.
+  sequence at once (``Cell.sequence``): a log-space scan in blocks of steps (GPU), a linear scan in torch ops (CPU).
 * **autograd**: plain autograd through ``cell.step`` over time, for any cell and activation; the engine that
   ONNX export and compiled graphs with unknown lengths trace.
 
@@ -204,8 +205,9 @@ class Recurrent(nn.Module):
         elif engine in ("native", "scan"):
             if cell_spec(self.cell) is None:
                 known = ", ".join(native.ACT_CODES)
+                extra = ", and minGRU, minLSTM and IndRNN" if engine == "native" else ""
                 return (f"the {engine} engine knows the LSTM (without proj_size), GRU and RNN cells with the "
-                        f"activations {known}")
+                        f"activations {known}{extra}")
             if engine == "native":
                 why = native.why_unavailable()
                 if why is not None:

@@ -107,11 +107,37 @@ def better(value: float, best: float | None, monitor: str) -> bool:
 
 
 class Schedule:
-    """Learning-rate schedule with JSON state: none, cosine (per step, to min_lr), plateau (per epoch)."""
+    """Learning-rate schedule with JSON state: none, cosine (per step, to min_lr), onecycle (per step: up from
+    lr/25 over the first 30% of the steps, then cosine to min_lr), plateau (per epoch); and a linear warm-up over
+    ``warmup_steps`` on top of any of them. The lr of optimizer step k is a function of k (and, for plateau, of
+    the epochs seen), so a resumed run continues it exactly."""
+
+    ONECYCLE_UP, ONECYCLE_START = 0.3, 1 / 25
 
     def __init__(self, t: TrainingConfig, optimizer: torch.optim.Optimizer, total_steps: int) -> None:
         self.t, self.opt, self.total = t, optimizer, max(total_steps, 1)
-        self.lr, self.steps, self.best, self.bad = t.lr, 0, None, 0
+        self.base, self.steps, self.best, self.bad = t.lr, 0, None, 0  # base: plateau's current lr
+        self._set(self.value(0))
+
+    def value(self, step: int) -> float:
+        """The lr of optimizer step ``step`` (0-based)."""
+        t, lr = self.t, self.base
+        if t.schedule == "cosine":
+            lr = self._cosine(step / self.total)
+        elif t.schedule == "onecycle":
+            up = max(1, int(self.ONECYCLE_UP * self.total))
+            if step < up:
+                lo = t.lr * self.ONECYCLE_START
+                lr = lo + (t.lr - lo) * step / up
+            else:
+                lr = self._cosine((step - up) / max(self.total - up, 1))
+        if step < t.warmup_steps:
+            lr *= (step + 1) / t.warmup_steps
+        return lr
+
+    def _cosine(self, frac: float) -> float:
+        t = self.t
+        return t.min_lr + (t.lr - t.min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0)))
 
     def _set(self, lr: float) -> None:
         self.lr = lr
@@ -120,9 +146,7 @@ class Schedule:
 
     def after_step(self) -> None:
         self.steps += 1
-        if self.t.schedule == "cosine":
-            frac = min(self.steps / self.total, 1.0)
-            self._set(self.t.min_lr + (self.t.lr - self.t.min_lr) * 0.5 * (1.0 + math.cos(math.pi * frac)))
+        self._set(self.value(self.steps))
 
     def after_epoch(self, value: float | None) -> None:
         if self.t.schedule != "plateau" or value is None:
@@ -132,15 +156,20 @@ class Schedule:
         else:
             self.bad += 1
             if self.bad > self.t.plateau_patience:
-                self._set(max(self.lr * self.t.plateau_factor, self.t.min_lr))
+                self.base = max(self.base * self.t.plateau_factor, self.t.min_lr)
+                self._set(self.value(self.steps))
                 self.bad = 0
 
     def state_dict(self) -> dict:
-        return {"lr": self.lr, "steps": self.steps, "best": self.best, "bad": self.bad}
+        return {"lr": self.lr, "base": self.base, "steps": self.steps, "best": self.best, "bad": self.bad}
 
     def load_state_dict(self, s: dict) -> None:
         self.steps, self.best, self.bad = s["steps"], s["best"], s["bad"]
+        self.base = s.get("base", s["lr"])
         self._set(s["lr"])
+
+
+BUDGETS = {"max_steps": "optimizer steps", "max_time": "seconds"}
 
 
 @dataclass
@@ -153,7 +182,7 @@ class State:
     best: float | None = None
     best_epoch: int | None = None
     bad_epochs: int = 0
-    stopped: str | None = None  # "early_stopping" once patience ran out
+    stopped: str | None = None  # "early_stopping" once patience ran out, "max_steps"/"max_time" at a budget
     history: list = field(default_factory=list)
     accum: dict = field(default_factory=dict)
     seconds: float = 0.0  # total training seconds across resumes
@@ -206,7 +235,9 @@ class Trainer:
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.opt = make_optimizer(t, self.model.parameters())
         self.steps_per_epoch = data.num_train_batches(self.dist.world)
-        self.schedule = Schedule(t, self.opt, t.epochs * self.steps_per_epoch)
+        self.epochs = self.planned_epochs(t, self.steps_per_epoch)
+        planned = self.epochs * self.steps_per_epoch
+        self.schedule = Schedule(t, self.opt, min(planned, t.max_steps) if t.max_steps else planned)
         self.amp_dtype = None
         if t.amp and self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -215,6 +246,28 @@ class Trainer:
         self.state = State(accum=_zero_accum())
         self.ctx = Context(run_dir, self.model, objective, self.device, self.opt)
         self.tb = None
+
+    @staticmethod
+    def planned_epochs(t: TrainingConfig, steps_per_epoch: int) -> int:
+        """``training.epochs``, or more where ``min_steps`` asks for more optimizer steps than that gives."""
+        if t.min_steps and steps_per_epoch:
+            return max(t.epochs, math.ceil(t.min_steps / steps_per_epoch))
+        return t.epochs
+
+    def _over_budget(self, open_seconds: float = 0.0) -> str | None:
+        """The budget (``max_steps``, ``max_time``) the run has used up, or None; ``open_seconds``: the training
+        seconds of the open epoch so far. Under DDP every process takes the main one's answer."""
+        t, s = self.training, self.state
+        over = None
+        if t.max_steps and s.global_step >= t.max_steps:
+            over = "max_steps"
+        elif t.max_time and s.seconds + open_seconds >= t.max_time:
+            over = "max_time"
+        if self.dist.world > 1 and t.max_time:
+            flag = torch.tensor([list(BUDGETS).index(over) + 1 if over else 0], device=self.device)
+            torch.distributed.broadcast(flag, 0)
+            over = list(BUDGETS)[int(flag) - 1] if int(flag) else None
+        return over
 
     def _prepare_kernels(self) -> None:
         """Build rnnkit's native kernel now if a layer will run it, so that compile time is not counted as the
@@ -368,12 +421,14 @@ class Trainer:
             self._write_run_json()
             self._open_tensorboard()
         s = self.state
+        if s.stopped in BUDGETS and self._over_budget() is None:  # resumed with a larger budget: go on
+            s.stopped = None
         monitor, metric = t.monitor, self.objective.running_metric
-        progress = Progress(t.epochs, metric, enabled=self.dist.main, quiet=self.quiet or not self.dist.main)
+        progress = Progress(self.epochs, metric, enabled=self.dist.main, quiet=self.quiet or not self.dist.main)
         for cb in self.callbacks.values():
             cb.on_train_start(self.ctx)
         try:
-            while s.epoch < t.epochs and s.stopped is None:
+            while s.epoch < self.epochs and s.stopped is None:
                 self.model.train()
                 progress.start_epoch(s.epoch, self.steps_per_epoch, s.step_in_epoch)
                 a, t0 = s.accum, time.perf_counter()
@@ -390,15 +445,25 @@ class Trainer:
                     self.ctx.epoch, self.ctx.global_step = s.epoch, s.global_step
                     run_metric = a["sums"][metric] / a["count"] if metric in a["sums"] else None
                     progress.update(count, a["loss"] / a["count"], run_metric)
+                    if (t.max_steps or t.max_time) and s.step_in_epoch < self.steps_per_epoch:
+                        s.stopped = self._over_budget(a["seconds"] + time.perf_counter() - t0)
+                        if s.stopped:  # the epoch ends here: evaluated, checkpointed and reported as any
+                            break
                     every = t.checkpoint_every_steps
                     if every and s.global_step % every == 0 and s.step_in_epoch < self.steps_per_epoch:
                         a["seconds"] += time.perf_counter() - t0
                         t0 = time.perf_counter()
                         self.save("last")
                 a["seconds"] += time.perf_counter() - t0
+                if s.stopped is None and (t.max_steps or t.max_time):
+                    s.stopped = self._over_budget(a["seconds"])
                 row = self._end_epoch()
                 progress.end_epoch(row)
-                if s.stopped:
+                if s.stopped in BUDGETS:
+                    value = getattr(t, s.stopped)
+                    progress.message(f"stopped: training.{s.stopped} = {value:g} {BUDGETS[s.stopped]} reached at "
+                                     f"step {s.global_step} (epoch {s.epoch})")
+                elif s.stopped:
                     progress.message(f"early stopping: {monitor} did not improve for {t.patience} epochs")
         except TrainingDiverged as e:
             progress.close()
@@ -415,7 +480,7 @@ class Trainer:
 
     def _end_epoch(self) -> dict:
         t, s, a = self.training, self.state, self.state.accum
-        row: dict = {"epoch": s.epoch + 1, "train_loss": a["loss"] / max(a["count"], 1)}
+        row: dict = {"epoch": s.epoch + 1, "steps": a["steps"], "train_loss": a["loss"] / max(a["count"], 1)}
         for k, v in a["sums"].items():
             row[f"train_{k}"] = v / max(a["count"], 1)
         if "val" in self.data.splits:
@@ -430,7 +495,7 @@ class Trainer:
             s.best, s.best_epoch, s.bad_epochs = value, s.epoch + 1, 0
         else:
             s.bad_epochs += 1
-        if t.patience is not None and s.bad_epochs >= t.patience:
+        if t.patience is not None and s.bad_epochs >= t.patience and s.stopped is None:
             s.stopped = "early_stopping"
         s.history.append(row)
         s.seconds += a["seconds"]
@@ -509,6 +574,7 @@ class Trainer:
                 metrics[split] = self.objective.evaluate(self.model, self.data.splits[split], self.device)
         s = self.state
         metrics["best_epoch"], metrics["epochs"], metrics["stopped"] = s.best_epoch, s.epoch, s.stopped
+        metrics["steps"] = s.global_step
         metrics["train_seconds"] = s.seconds
         metrics = self.objective.finalize_metrics(metrics)
         if self.run_dir is not None:
