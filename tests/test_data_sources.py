@@ -282,3 +282,33 @@ def test_csv_options_are_validated_before_anything_runs():
         from rnnkit.data.sources import sources
 
         assert sources(modality), modality
+
+
+def test_pixel_by_pixel_and_permuted_fashion_mnist(tmp_path):
+    from rnnkit.build import load_config
+    from rnnkit.config import ConfigError
+    from rnnkit.data import write_idx
+    from rnnkit.data.sequence_sources import fashion_mnist_source
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "fashion-mnist"
+    root.mkdir()
+    images = rng.integers(0, 256, (6, 28, 28), dtype=np.uint8)
+    for split, n in (("train", 6), ("t10k", 6)):
+        write_idx(root / f"{split}-images-idx3-ubyte.gz", images[:n])
+        write_idx(root / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n, dtype=np.uint8))
+    d = type("D", (), {"root": str(root), "download": False})()
+    rows = fashion_mnist_source(d, "train")
+    pixels = fashion_mnist_source(d, "train", pixels=True)
+    assert rows.X.shape == (6, 28, 28) and pixels.X.shape == (6, 784, 1)
+    np.testing.assert_array_equal(pixels.X[:, :, 0], rows.X.reshape(6, -1))  # reading order
+    perm = fashion_mnist_source(d, "train", pixels=True, permute=3)
+    test = fashion_mnist_source(d, "test", pixels=True, permute=3)
+    order = np.random.default_rng(3).permutation(784)
+    np.testing.assert_array_equal(perm.X[:, :, 0], pixels.X[:, order, 0])
+    np.testing.assert_array_equal(test.X, perm.X)  # the same order for every split (same images here)
+    assert not np.array_equal(perm.X, pixels.X)
+    with pytest.raises(ConfigError, match="set data.options.pixels: true"):
+        fashion_mnist_source(d, "train", permute=3)
+    cfg = load_config({"data": {"source": "fashion-mnist", "options": {"pixels": True, "permute": 0}}})
+    assert cfg.data.options == {"pixels": True, "permute": 0}

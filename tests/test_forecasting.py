@@ -51,7 +51,7 @@ def test_splits_are_ordered_in_time_and_scaler_sees_only_train():
 
 def test_metrics_json_has_model_and_baselines_and_beats_them(run):
     m = json.loads((run.path / "metrics.json").read_text())
-    assert set(m["baselines"]) == {"naive", "seasonal_naive", "mean"}
+    assert {"naive", "seasonal_naive", "mean"} <= set(m["baselines"])  # and ETS, Theta with statsmodels
     for part in (m["test"], *m["baselines"].values()):
         assert {"mae", "rmse", "mape", "smape", "mase"} <= set(part)
     test = m["test"]
@@ -105,7 +105,7 @@ def test_not_beating_seasonal_naive_is_loud(tmp_path, capsys):
     cfg["training"]["epochs"] = 1
     r = rnnkit.train(cfg, out=tmp_path / "bad")
     assert not r.metrics["test"]["beats_seasonal_naive"]
-    assert "does NOT beat the seasonal-naive baseline" in capsys.readouterr().err
+    assert "the model does NOT beat the" in capsys.readouterr().err
     assert "WARNING: the model does not beat seasonal naive" in (r.path / "report.html").read_text()
 
 
@@ -123,7 +123,7 @@ def test_backtest_expanding_folds(tmp_path):
         assert m["test_starts"] == str(c)
     maes = [f["mae"] for f in res["folds"]]
     assert res["overall"]["model"]["mae"] == pytest.approx(np.mean(maes))
-    assert set(res["overall"]["baselines"]) == {"naive", "seasonal_naive", "mean"}
+    assert {"naive", "seasonal_naive", "mean"} <= set(res["overall"]["baselines"])
     assert len((out / "backtest.csv").read_text().splitlines()) == 4
 
 

@@ -61,7 +61,6 @@ def test_splits_fixed_by_data_seed():
 
 @pytest.mark.parametrize("model,data,match", [
     ({"cell": "lstm", "init": "identity"}, {}, "needs cell: rnn"),
-    ({"cell": "gru", "forget_bias": 1.0}, {}, "forget_bias only applies"),
     ({}, {"num_steps": 0}, "num_steps must be >= 1"),
     ({}, {"val_size": -1}, "val_size must be >= 0"),
     ({}, {"source": "npz"}, "unknown key 'data.source'"),
@@ -70,6 +69,20 @@ def test_config_errors(model, data, match):
     with pytest.raises(ConfigError, match=match):
         load_config({**ADDING, "model": {**ADDING["model"], "forget_bias": None, **model},
                      "data": {**ADDING["data"], **data}})
+
+
+def test_forget_bias_on_minlstm_and_ignored_with_a_warning_elsewhere(capsys):
+    cfg = load_config({**ADDING, "model": {"cell": "minlstm", "hidden_size": 5, "forget_bias": 2.0}})
+    plain = load_config({**ADDING, "model": {"cell": "minlstm", "hidden_size": 5, "forget_bias": None}})
+    torch.manual_seed(0)
+    net = get_task("adding")(cfg).build_model()
+    torch.manual_seed(0)
+    ref = get_task("adding")(plain).build_model()
+    diff = net.rnn.bias_ih_l0 - ref.rnn.bias_ih_l0
+    assert torch.allclose(diff[:5], torch.full((5,), 2.0)) and not diff[5:].any()  # blocks f, i, h̃
+    load_config({**ADDING, "model": {"cell": "indrnn", "hidden_size": 5, "forget_bias": 2.0}})
+    assert "forget_bias applies to cells with a forget gate (lstm, minlstm); ignored for cell: indrnn" in \
+        capsys.readouterr().err
 
 
 def test_inits():

@@ -241,6 +241,10 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
               f"summed loss {g.loss:.4g}")
         print(f"  {g.verdict}")
         for r in gate_statistics(g.layers):
+            if r["gate"] == "retention":  # a diagonal cell: what each unit keeps of its state per step
+                print(f"  {r['layer']} retention dh_t/dh_(t-1): {r['above']:.0%} of units x steps keep > 0.9, "
+                      f"{r['kept_99']:.0%} > 0.99 (memory of 100+ steps), mean {r['mean']:.3f}")
+                continue
             print(f"  {r['layer']} {r['gate']} gate: {r['saturated']:.0%} saturated ({r['below']:.0%} < 0.1, "
                   f"{r['above']:.0%} > 0.9), mean {r['mean']:.2f}")
     if args.plot is not None:

@@ -50,7 +50,7 @@ class ModelConfig:
     recurrent_activation: str | None = None  # LSTM/GRU gates; None: sigmoid
     layer_norm: bool = False
     reset_after: bool = True  # GRU only
-    max_abs: float | None = None  # IndRNN: the bound on |u|, the recurrent weights (e.g. 2 ** (1 / T))
+    max_abs: float | None = None  # IndRNN: the bound on |u|, the recurrent weights; null: the cell's 1.0
     engine: Literal["auto", "fused", "native", "scan", "autograd"] = "auto"  # see docs/layers.md
 
     def _check_size(self) -> None:
@@ -201,6 +201,7 @@ class TrainingConfig:
     flush_denormal: bool = False  # CPU: treat denormal floats as zero (vanishing gradients otherwise crawl)
     checkpoint_every_steps: int | None = None  # also checkpoint every N optimizer steps (mid-epoch resume)
     tensorboard: bool = False  # log scalars to <run>/tensorboard if torch.utils.tensorboard imports
+    baselines: bool = True  # fit the task's simple baselines on the training part, score them on the test split
 
     def check(self) -> None:
         _positive(self, "lr", "epochs", "batch_size", "eval_batch_size", "plateau_patience")

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from rnnkit.data.embedded import load_embedded
 from rnnkit.data.sequences import SequenceData, load_csv, load_mnist_sequences, load_npz
 from rnnkit.data.sources import register_source
+from rnnkit.errors import ConfigError
 
 _PATHS = {"train": "path", "val": "val_path", "test": "test_path"}
 
@@ -28,16 +31,34 @@ def csv_source(d: Any, part: str, *, id_col: str = "id", time_col: str = "t", la
                                               features=features, per_step=per_step, delimiter=delimiter)
 
 
+def _pixels(data: SequenceData, pixels: bool, permute: int | None) -> SequenceData:
+    """28 rows of 28 pixels as they are, or (``pixels``) 784 steps of one pixel each, in reading order or in the
+    fixed random order drawn from the seed ``permute`` (the same for every image and split)."""
+    if permute is not None and not pixels:
+        raise ConfigError("data.options.permute reorders single pixels; set data.options.pixels: true as well")
+    if not pixels:
+        return data
+    X = data.X.reshape(len(data.X), -1, 1)
+    if permute is not None:
+        X = X[:, np.random.default_rng(permute).permutation(X.shape[1])]
+    return SequenceData(np.ascontiguousarray(X), data.y, None, data.classes)
+
+
 @register_source("mnist", modality="sequences")
-def mnist_source(d: Any, part: str) -> SequenceData | None:
-    """MNIST, each image 28 steps of 28 pixels, from ``data.root`` (downloaded when missing)."""
-    return None if part == "val" else load_mnist_sequences("mnist", part, d.root, d.download)
+def mnist_source(d: Any, part: str, *, pixels: bool = False, permute: int | None = None) -> SequenceData | None:
+    """MNIST, each image 28 steps of 28 pixels (``pixels: true``: 784 steps of one pixel, the pixel-by-pixel
+    benchmark; ``permute: SEED``: in a fixed random order), from ``data.root`` (downloaded when missing)."""
+    return None if part == "val" else _pixels(load_mnist_sequences("mnist", part, d.root, d.download), pixels,
+                                              permute)
 
 
 @register_source("fashion-mnist", modality="sequences")
-def fashion_mnist_source(d: Any, part: str) -> SequenceData | None:
-    """Fashion-MNIST, each image 28 steps of 28 pixels, from ``data.root`` (downloaded when missing)."""
-    return None if part == "val" else load_mnist_sequences("fashion-mnist", part, d.root, d.download)
+def fashion_mnist_source(d: Any, part: str, *, pixels: bool = False,
+                         permute: int | None = None) -> SequenceData | None:
+    """Fashion-MNIST, each image 28 steps of 28 pixels (``pixels``, ``permute``: as for mnist), from
+    ``data.root`` (downloaded when missing)."""
+    return None if part == "val" else _pixels(load_mnist_sequences("fashion-mnist", part, d.root, d.download),
+                                              pixels, permute)
 
 
 @register_source("embedded", modality="sequences")

@@ -122,7 +122,8 @@ class GradientReport:
 
 def _traced_forward(layer: Recurrent, traces: list[Trace], prefix: str):
     """A replacement for ``layer.forward`` that steps the cell and appends one Trace per layer/direction; the
-    gates recorded are the ones the cell names (``cell.sigmoid_gates``, values from ``cell.gates``)."""
+    gates recorded are the ones the cell names (``cell.sigmoid_gates``, values from ``cell.gates``), and for a
+    diagonal recurrence its ``retention`` ∂h_t/∂h_{t-1} per unit (what keeps its gradient alive at long T)."""
     cell = layer.cell
 
     def trace(k, d, gx, s, p, active, to_time):
@@ -131,6 +132,9 @@ def _traced_forward(layer: Recurrent, traces: list[Trace], prefix: str):
         for t, g in enumerate(gx.unbind(1)):
             with torch.no_grad():
                 gates.append(cell.gates(g, s[0], p))
+                kept = cell.retention(g, s[0], p)
+                if kept is not None:
+                    gates[-1]["retention"] = kept
             new = cell.step(g, s[0], s, p)
             if active is not None:  # finished sequences keep their state
                 m = active[:, t, None]
@@ -140,7 +144,8 @@ def _traced_forward(layer: Recurrent, traces: list[Trace], prefix: str):
         out = torch.stack(hs, 1)
         if active is not None:  # a reversed sequence stays left-aligned, so one mask serves both directions
             out = out * active[:, :, None]
-        gate_t = {n: torch.stack([gt[n] for gt in gates], 1) for n in cell.sigmoid_gates}
+        names = (*cell.sigmoid_gates, *(["retention"] if gates and "retention" in gates[0] else []))
+        gate_t = {n: torch.stack([gt[n] for gt in gates], 1) for n in names}
         name = f"{prefix}layer {k}" + (" reverse" if d else "")
         traces.append(Trace(name, cell.name, bool(d), to_time(out.detach()),
                             {n: to_time(v) for n, v in gate_t.items()}, active, _steps=hs))
@@ -255,7 +260,7 @@ def gate_statistics(traces: list[Trace], low: float = 0.1, high: float = 0.9) ->
             vals = vals.reshape(-1)
             lo, hi = float((vals < low).float().mean()), float((vals > high).float().mean())
             rows.append({"layer": t.name, "gate": name, "below": lo, "above": hi, "saturated": lo + hi,
-                         "mean": float(vals.mean())})
+                         "mean": float(vals.mean()), "kept_99": float((vals > 0.99).float().mean())})
     return rows
 
 

@@ -193,6 +193,12 @@ class Cell:
         """Advance one step; return the new state tuple, whose first entry is ``h_t`` (B, P)."""
         raise NotImplementedError
 
+    def retention(self, gx: torch.Tensor, h: torch.Tensor, p: Params) -> torch.Tensor | None:
+        """For a diagonal recurrence (each unit recurs on itself alone: minGRU, minLSTM, IndRNN), ∂h_t/∂h_{t-1}
+        per unit at one step (B, H): how much of its state (and of the gradient through it) a unit keeps. None
+        for cells with a recurrent matrix, where that derivative is a matrix."""
+        return None
+
     def gates(self, gx: torch.Tensor, h: torch.Tensor, p: Params) -> dict[str, torch.Tensor]:
         """The values of :attr:`sigmoid_gates` at one step (B, H) each, for diagnostics; ``{}`` for none."""
         return {}

@@ -6,7 +6,9 @@ With |u| bounded, the gradient through time of unit j is a product of u_j f'(·)
 vanishes nor explodes faster than |u_j|^T: the paper bounds |u| by ``max_abs`` (for example 2^(1/T) for a
 sequence of T steps) and reports the adding problem solved to T = 5000. Here ``weight_hh_l{k}`` holds u; the
 bound is applied in the step (a clamp), so the weights a user loads or an optimiser moves past it act as the
-bound. It runs on the autograd engine (and therefore exports to ONNX and torch.export as every cell does).
+bound. The default bound is 1: a relu state then grows at most linearly in T (unbounded, a u_j > 1 makes it
+grow as u_j^T, and training on long sequences diverges); ``max_abs=None`` lifts it. rnnkit's native kernel runs
+it on the CPU (one fused pass forward and one backward); the autograd engine elsewhere, and for export.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class IndRNNCell(Cell):
     num_states = 1
     reference = True
 
-    def __init__(self, hidden_size: int, activation: str | Activation = "relu", max_abs: float | None = None) -> None:
+    def __init__(self, hidden_size: int, activation: str | Activation = "relu", max_abs: float | None = 1.0) -> None:
         super().__init__(hidden_size, activation)
         if max_abs is not None and not (isinstance(max_abs, int | float) and math.isfinite(max_abs) and max_abs > 0):
             raise ValueError(f"max_abs must be a positive number or None, got {max_abs!r}")
@@ -71,6 +73,15 @@ class IndRNNCell(Cell):
                                       state[0])
         return (hs if active is None else hs * active.unsqueeze(2)), (last,)
 
+    def retention(self, gx, h, p: Params) -> torch.Tensor:  # noqa: D102 - see Cell.retention
+        a = gx.detach().requires_grad_()
+        with torch.enable_grad():
+            pre = torch.addcmul(a, self.bounded(p), h)
+            if p["bias_hh"] is not None:
+                pre = pre + p["bias_hh"]
+            (slope,) = torch.autograd.grad(self.act(pre).sum(), a)  # f'(a_t) of any activation, elementwise
+        return self.bounded(p).abs() * slope
+
     def step(self, gx, h_rec, state, p: Params):  # noqa: D102 - see Cell.step
         a = torch.addcmul(gx, self.bounded(p), h_rec)
         if p["bias_hh"] is not None:
@@ -95,7 +106,7 @@ class IndRNN(Recurrent):
         num_layers: int = 1,
         *,
         activation: str | Activation = "relu",
-        max_abs: float | None = None,
+        max_abs: float | None = 1.0,
         bidirectional: bool = False,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,

@@ -175,6 +175,9 @@ class MinGRUCell(_MinimalCell):
     def gates(self, gx, h, p: Params) -> dict[str, torch.Tensor]:
         return {"update": torch.sigmoid(gx.chunk(2, -1)[0])}
 
+    def retention(self, gx, h, p: Params) -> torch.Tensor:  # noqa: D102 - see Cell.retention
+        return torch.sigmoid(-gx.chunk(2, -1)[0])  # 1 - z_t
+
 
 class MinLSTMCell(_MinimalCell):
     """One minLSTM step (blocks f, i, h̃ of the input projection)."""
@@ -199,6 +202,11 @@ class MinLSTMCell(_MinimalCell):
     def gates(self, gx, h, p: Params) -> dict[str, torch.Tensor]:
         f, i, _ = gx.chunk(3, -1)
         return {"forget": torch.sigmoid(f), "input": torch.sigmoid(i)}
+
+    def retention(self, gx, h, p: Params) -> torch.Tensor:  # noqa: D102 - see Cell.retention
+        f, i, _ = gx.chunk(3, -1)
+        f, i = torch.sigmoid(f), torch.sigmoid(i)
+        return f / (f + i)
 
 
 def _layer(cell_cls):

@@ -453,15 +453,39 @@ class Forecasting(Task):
         return self.future
 
     def finalize_metrics(self, metrics: dict) -> dict:
-        """Lift the test baselines to ``metrics["baselines"]`` and warn when seasonal naive is not beaten."""
+        """Lift the test baselines to ``metrics["baselines"]``, add ETS and Theta (statsmodels, when installed) on
+        the same test origins, and judge the model on MASE against the best baseline (a warning when it loses)."""
+        from rnnkit.tasks import baselines
+
         for split in ("val", "test"):
             if split in metrics and "baselines" in metrics[split]:
                 metrics["baselines" if split == "test" else "val_baselines"] = metrics[split].pop("baselines")
-        test = metrics.get("test", {})
-        if test and not test.get("beats_seasonal_naive", True):
-            print(f"rnnkit: warning: the model does NOT beat the seasonal-naive baseline on the test split (MASE "
-                  f"{test['mase']:.3f} vs {metrics['baselines']['seasonal_naive']['mase']:.3f})", file=sys.stderr)
+        test, data = metrics.get("test", {}), self.splits.get("test")
+        if test and data is not None and len(data) and self.cfg.training.baselines:
+            metrics["baselines"].update(self._statistical(data, metrics))
+        if test and "baselines" in metrics:  # naive, seasonal naive and the mean are always there
+            baselines.judge(metrics, "mase", False, "MASE")
         return metrics
+
+    def _statistical(self, data: Windows, metrics: dict) -> dict:
+        """ETS and Theta scored on ``data``'s origins and horizon (``baselines_skipped`` says why when not)."""
+        from rnnkit.forecast import statistical
+        from rnnkit.forecast.metrics import point_metrics
+        from rnnkit.tasks import baselines
+
+        if not statistical.available():
+            metrics["baselines_skipped"] = {n: f"needs statsmodels: {baselines.EXTRA}" for n in ("ets", "theta")}
+            return {}
+        y = self.scaler.inverse(data.Y.double().numpy())
+        history, H, out = data.series.y, y.shape[1], {}
+        fit_end = self.bounds["val_end"]  # train + val: all the network saw (val chose its best epoch)
+        for name, run in (("ets", lambda: statistical.ets_forecasts(history, fit_end, data.origins, H, self.season)),
+                          ("theta", lambda: statistical.theta_forecasts(history, data.origins, H, self.season))):
+            try:
+                out[name] = point_metrics(y, run(), self.mase_scale)
+            except Exception as exc:  # a baseline that cannot be fitted is reported, not fatal
+                metrics.setdefault("baselines_skipped", {})[name] = f"could not be fitted: {str(exc)[:120]}"
+        return out
 
     # ---- report ----------------------------------------------------------------------------------------
     def report_sections(self, run_dir: Path, metrics: dict, model: nn.Module | None = None) -> list:

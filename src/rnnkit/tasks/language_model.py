@@ -397,8 +397,33 @@ class LanguageModel(Task):
         """:meth:`sample` joined into one string (without the prime)."""
         return "".join(self.sample(model, prime, length, **kw))
 
+    def finalize_metrics(self, metrics: dict) -> dict:
+        """Add the unigram and the interpolated Witten-Bell n-gram baselines (order chosen on the validation split
+        among 2..8 for characters, 2..4 for words), fitted on the training text, in bits per token on the test
+        text, and judge the model against them."""
+        from rnnkit.tasks import baselines
+
+        train, test, val = self.splits.get("train"), self.splits.get("test"), self.splits.get("val")
+        if not self.cfg.training.baselines or train is None or test is None or "test" not in metrics:
+            return metrics
+        V = len(self.vocab)
+
+        def targets(s: TokenStream) -> np.ndarray:  # what the model predicts: every token but documents' first
+            return s.ids[~s.starts]
+
+        orders = range(2, 9) if self.vocab.level == "char" else range(2, 5)
+        if val is not None and val.num_targets:
+            order = min(orders, key=lambda n: baselines.ngram_bits(train.ids, val.ids, V, n))
+        else:  # no validation text to choose on: the usual orders
+            order = 5 if self.vocab.level == "char" else 3
+        metrics["baselines"] = {"unigram": {"bpc": baselines.unigram_bits(train.ids, targets(test), V)},
+                                f"ngram_{order}": {"bpc": baselines.ngram_bits(train.ids, test.ids, V, order),
+                                                   "order": order}}
+        return baselines.judge(metrics, "bpc", False, f"bits per {self.vocab.level}")
+
     def report_sections(self, run_dir: Path, metrics: dict, model: nn.Module | None = None) -> list:
         from rnnkit.report import Section, table
+        from rnnkit.tasks import baselines
 
         which = "trained (best)"
         if model is None:  # a report rebuilt from the folder: the best checkpoint's weights
@@ -419,7 +444,9 @@ class LanguageModel(Task):
             body += f"<h3>temperature {temp}</h3><pre>{html.escape(text)}</pre>"
         note = f"<p>{which} checkpoint, seed 0, 400 {unit}s after {prime!r}; reproduce with " \
                f"<code>rnnkit generate {html.escape(str(run_dir))} --temperature T --seed 0</code></p>"
-        return [Section(f"Bits per {unit}", head), Section("Samples", note + body)]
+        out = [Section(f"Bits per {unit}", head)]
+        judged = baselines.section(metrics, "bpc", False, f"bits per {unit}")
+        return [*out, *([judged] if judged is not None else []), Section("Samples", note + body)]
 
 
 __all__ = ["LMDataConfig", "LMModelConfig", "LanguageModel", "RecurrentLM"]

@@ -17,12 +17,14 @@ changing the training size or the training seed never changes the test set.
 
 Model extras (``model:``): ``init: identity`` is the IRNN of Le et al. 2015 (use with ``cell: rnn``,
 ``activation: relu``): W_hh = I, biases 0, W_ih ~ N(0, 0.001^2); ``init: orthogonal`` makes every
-recurrent gate block orthogonal; ``forget_bias`` adds to the LSTM forget gate's bias.
+recurrent gate block orthogonal; ``forget_bias`` adds to the forget gate's bias (LSTM, minLSTM; other cells have no
+forget gate, and a config switched to one of them with ``--set model.cell=...`` ignores it with a warning).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -38,19 +40,21 @@ from rnnkit.tasks.base import ExportSpec, StepResult, Task
 from rnnkit.tasks.common import make_rnn
 
 SPLITS = ("train", "val", "test")
+FORGET_GATE = {"lstm": 1, "minlstm": 0}  # cells with a forget gate: its block in the input projection
 
 
 @dataclass
 class LongRangeModelConfig(ModelConfig):
     init: Literal["default", "identity", "orthogonal"] = "default"  # recurrent weight initialisation
-    forget_bias: float | None = None  # LSTM: added to the forget gate's input bias
+    forget_bias: float | None = None  # LSTM, minLSTM: added to the forget gate's input bias
 
     def check(self) -> None:
         super().check()
         if self.init == "identity" and self.cell != "rnn":
             raise ConfigError("model.init: identity (IRNN) needs cell: rnn; use init: orthogonal for lstm/gru")
-        if self.forget_bias is not None and self.cell != "lstm":
-            raise ConfigError("model.forget_bias only applies to cell: lstm; remove it")
+        if self.forget_bias is not None and self.cell not in FORGET_GATE:
+            print(f"rnnkit: warning: model.forget_bias applies to cells with a forget gate ({', '.join(FORGET_GATE)}); "
+                  f"ignored for cell: {self.cell}", file=sys.stderr)
 
 
 @dataclass
@@ -125,8 +129,9 @@ def init_recurrent(rnn: nn.Module, m: LongRangeModelConfig) -> None:
             elif m.init == "orthogonal" and name.startswith("weight_hh"):
                 for block in p.split(H, 0):
                     nn.init.orthogonal_(block)
-            if m.forget_bias is not None and name.startswith("bias_ih"):
-                p[H : 2 * H] += m.forget_bias  # LSTM gate order i, f, g, o
+            if m.forget_bias is not None and name.startswith("bias_ih") and m.cell in FORGET_GATE:
+                k = FORGET_GATE[m.cell]  # LSTM gates i, f, g, o; minLSTM f, i, h̃
+                p[k * H : (k + 1) * H] += m.forget_bias
 
 
 class LongRangeNet(nn.Module):

@@ -293,12 +293,37 @@ class SequenceClassification(Task):
             out.append(rec)
         return out
 
+    def finalize_metrics(self, metrics: dict) -> dict:
+        """Add the baselines (majority, logistic regression on summary features, 1-NN), fitted on the training
+        split as the model sees it and scored on the test split, and judge the model against them."""
+        from rnnkit.tasks import baselines
+
+        train, test = self.splits.get("train"), self.splits.get("test")
+        if not self.cfg.training.baselines or train is None or test is None or "test" not in metrics:
+            return metrics
+        if self.per_step:
+            metrics["baselines_skipped"] = {"all": "per-step labels (a tagger): no sequence-level baselines"}
+            return metrics
+
+        def arrays(s: Split) -> tuple:
+            return s.X.numpy(), s.y.numpy(), None if s.lengths is None else s.lengths.numpy()
+
+        base, skip = baselines.sequence_baselines(arrays(train), arrays(test), self.cfg.training.seed)
+        metrics["baselines"] = base
+        if skip:
+            metrics["baselines_skipped"] = skip
+        return baselines.judge(metrics, "accuracy", True, "accuracy")
+
     def report_sections(self, run_dir: Path, metrics: dict, model: nn.Module | None = None) -> list:
         from rnnkit.report import confusion_section
+        from rnnkit.tasks import baselines
 
         split = "test" if "test" in metrics else "val"
         cm = metrics.get(split, {}).get("confusion_matrix")
-        return [confusion_section(np.asarray(cm), self.classes, split)] if cm else []
+        out = [baselines.section(metrics, "accuracy", True, "accuracy")]
+        if cm:
+            out.append(confusion_section(np.asarray(cm), self.classes, split))
+        return [s for s in out if s is not None]
 
 
 

@@ -266,11 +266,12 @@ class TextClassification(Task):
         if ids is None:  # fit the vocabulary on the training split only
             tokens = [self.tokenizer(train.texts[i]) for i in order]
             self.vocab = Vocabulary.build(tokens, d.num_words, d.min_freq)
-        self.splits = {}
+        self.splits, self.texts = {}, {}
         for name in ("train", "val", "test"):
             if name in parts:
                 data, pre, idx = parts[name]
                 sub = TextData([data.texts[i] for i in idx], [data.labels[i] for i in idx])
+                self.texts[name] = sub.texts  # the baselines read the raw texts
                 self.splits[name] = self.encode(sub, name, True, None if pre is None else [pre[i] for i in idx])
         counts = np.bincount(self.splits["train"].y.numpy(), minlength=len(self.classes))
         m = self.cfg.model
@@ -451,15 +452,36 @@ class TextClassification(Task):
             out.append(rec)
         return out
 
+    def finalize_metrics(self, metrics: dict) -> dict:
+        """Add the baselines (majority, TF-IDF + logistic regression), fitted on the training texts and scored on
+        the test split, and judge the model against them."""
+        from rnnkit.tasks import baselines
+
+        train, test = self.splits.get("train"), self.splits.get("test")
+        if not self.cfg.training.baselines or train is None or test is None or "test" not in metrics:
+            return metrics
+        texts = {k: self.texts.get(k) if any(self.texts.get(k) or []) else self._decoded(self.splits[k])
+                 for k in ("train", "test")}  # pre-tokenized sources (imdb-npz) have ids only
+        base, skip = baselines.text_baselines(texts["train"], train.y.numpy(), texts["test"], test.y.numpy())
+        metrics["baselines"] = base
+        if skip:
+            metrics["baselines_skipped"] = skip
+        return baselines.judge(metrics, "accuracy", True, "accuracy")
+
+    def _decoded(self, c: Corpus) -> list[str]:
+        tok, off = c.tokens.tolist(), c.offsets.tolist()
+        return [" ".join(self.vocab.decode(tok[off[i]: off[i] + int(n)])) for i, n in enumerate(c.lengths.tolist())]
+
     def report_sections(self, run_dir: Path, metrics: dict, model: nn.Module | None = None) -> list:
-        """Confusion matrix and a few test texts explained; also writes ``tokenizer.json``."""
+        """Baselines, confusion matrix and a few test texts explained; also writes ``tokenizer.json``."""
         from rnnkit.report import Section, confusion_section
+        from rnnkit.tasks import baselines
 
         (run_dir / "tokenizer.json").write_text(json.dumps(
             {"tokenizer": self.tokenizer.to_dict(), "max_length": self.cfg.data.max_length,
              "truncating": self.cfg.data.truncating, "classes": self.classes, **self.vocab.to_dict()}) + "\n")
         split = "test" if "test" in metrics else "val"
-        out = []
+        out = [s for s in (baselines.section(metrics, "accuracy", True, "accuracy"),) if s is not None]
         cm = metrics.get(split, {}).get("confusion_matrix")
         if cm:
             out.append(confusion_section(np.asarray(cm), self.classes, split))
