@@ -107,3 +107,11 @@ def test_budgets_planned_for_the_schedule(tmp_path):
 def test_bad_budgets_are_config_errors(key, value):
     with pytest.raises(ConfigError, match=f"training.{key}"):
         load_config({"training": {key: value}})
+
+
+def test_early_stopping_waits_for_min_steps(tmp_path):
+    # lr 0: nothing improves after the first epoch, so patience 1 would stop at epoch 2
+    _, early = fit(_cfg(epochs=10, patience=1, lr=1e-12), tmp_path / "a", quiet=True)
+    _, waited = fit(_cfg(epochs=10, patience=1, lr=1e-12, min_steps=24), tmp_path / "b", quiet=True)
+    assert early["stopped"] == "early_stopping" and early["epochs"] == 2
+    assert waited["stopped"] == "early_stopping" and waited["epochs"] == 6  # 24 steps = 6 epochs of 4

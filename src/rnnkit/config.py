@@ -144,6 +144,7 @@ class DataConfig:
     val_fraction: float = 0.1  # held out from the training set for validation / early stopping
     test_fraction: float = 0.0  # held out for testing when the source has no test split
     standardize: bool = False  # per-feature mean/std from the training split
+    normalize: Literal["none", "per_sequence"] = "none"  # per_sequence: z-normalise each sequence on its own
     limit: int | None = None  # use only the first N training sequences (quick experiments)
 
     def check_source(self) -> None:
@@ -186,7 +187,8 @@ class TrainingConfig:
     plateau_factor: float = 0.5  # plateau: lr *= factor after plateau_patience epochs without improvement
     plateau_patience: int = 2
     epochs: int = 10
-    min_steps: int | None = None  # at least this many optimizer steps: more epochs on a small training set
+    min_steps: int | None = None  # at least this many optimizer steps (more epochs on a small training set;
+    #                               early stopping waits for them)
     max_steps: int | None = None  # stop after this many optimizer steps (evaluates, checkpoints, reports)
     max_time: float | None = None  # stop after this many seconds of training (the same, at the next step)
     batch_size: int = 32  # global batch size (split across processes under torchrun)
@@ -202,9 +204,13 @@ class TrainingConfig:
     checkpoint_every_steps: int | None = None  # also checkpoint every N optimizer steps (mid-epoch resume)
     tensorboard: bool = False  # log scalars to <run>/tensorboard if torch.utils.tensorboard imports
     baselines: bool = True  # fit the task's simple baselines on the training part, score them on the test split
+    ema: float | None = None  # decay of an average of the weights (e.g. 0.999) used for validation and the result
 
     def check(self) -> None:
         _positive(self, "lr", "epochs", "batch_size", "eval_batch_size", "plateau_patience")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise ConfigError(f"training.ema is the decay of the weight average, in (0, 1) (e.g. 0.999), got "
+                              f"{self.ema}")
         if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ConfigError(f"training.warmup_steps must be a whole number >= 0, got {self.warmup_steps!r}")
         for key in ("clip_norm", "patience", "num_threads", "checkpoint_every_steps", "min_steps", "max_steps",

@@ -297,14 +297,22 @@ def _fill(v: np.ndarray, how: str) -> np.ndarray:
 
 @dataclass
 class Scaler:
-    """Per-column affine scaling ``z = (v - shift) / scale``, fitted on the training part only."""
+    """Per-column affine scaling ``z = (v - shift) / scale``, fitted on the training part only; before it, an
+    optional transform of the target (column 0): ``log``, or ``boxcox`` with its λ fitted on the training part
+    by maximum likelihood. :meth:`inverse` undoes both, so forecasts, quantiles and intervals come back on the
+    original scale (a monotone transform maps quantiles to quantiles)."""
 
     kind: str = "standard"  # standard | minmax | none
     shift: np.ndarray = field(default_factory=lambda: np.zeros(0))
     scale: np.ndarray = field(default_factory=lambda: np.ones(0))
+    target: str = "none"  # none | log | boxcox: the target's transform before the scaling
+    lam: float = 1.0  # the Box-Cox λ
 
     def fit(self, v: np.ndarray) -> Scaler:
         """``v`` (N, K) -> fitted on each column."""
+        if self.target == "boxcox":
+            self.lam = boxcox_lambda(v[:, 0])
+        v = self._forward_target(v)
         if self.kind == "standard":
             self.shift, self.scale = v.mean(0), v.std(0)
         elif self.kind == "minmax":
@@ -314,19 +322,52 @@ class Scaler:
         self.scale = np.where(self.scale > 1e-12, self.scale, 1.0)
         return self
 
+    def _forward_target(self, v: np.ndarray) -> np.ndarray:
+        if self.target == "none":
+            return v
+        v = np.array(v, np.float64)
+        y = v[:, 0]
+        if self.target == "log":
+            v[:, 0] = np.log(y)
+        else:
+            v[:, 0] = np.log(y) if abs(self.lam) < 1e-8 else (y**self.lam - 1.0) / self.lam
+        return v
+
     def transform(self, v: np.ndarray) -> np.ndarray:
-        return (v - self.shift) / self.scale
+        return (self._forward_target(v) - self.shift) / self.scale
 
     def inverse(self, z: np.ndarray, col: int = 0) -> np.ndarray:
         """Column ``col`` back to the original scale (any shape)."""
-        return z * self.scale[col] + self.shift[col]
+        v = z * self.scale[col] + self.shift[col]
+        if col != 0 or self.target == "none":
+            return v
+        if self.target == "log" or abs(self.lam) < 1e-8:
+            return np.exp(np.minimum(v, 700.0))
+        return np.maximum(self.lam * v + 1.0, 1e-12) ** (1.0 / self.lam)
 
     def state(self) -> dict:
-        return {"kind": self.kind, "shift": self.shift.tolist(), "scale": self.scale.tolist()}
+        return {"kind": self.kind, "shift": self.shift.tolist(), "scale": self.scale.tolist(), "target": self.target,
+                "lam": self.lam}
 
     @classmethod
     def from_state(cls, s: dict) -> Scaler:
-        return cls(s["kind"], np.asarray(s["shift"], np.float64), np.asarray(s["scale"], np.float64))
+        return cls(s["kind"], np.asarray(s["shift"], np.float64), np.asarray(s["scale"], np.float64),
+                   s.get("target", "none"), float(s.get("lam", 1.0)))
+
+
+def boxcox_lambda(y: np.ndarray) -> float:
+    """The Box-Cox λ in [-1, 2] that maximises the profile log-likelihood of positive ``y``,
+    ``-n/2 log var(y(λ)) + (λ - 1) Σ log y`` (a grid of 0.01, then the best point's neighbourhood)."""
+    logy = np.log(np.asarray(y, np.float64))
+
+    def llf(lam: float) -> float:
+        t = logy if abs(lam) < 1e-8 else (np.exp(lam * logy) - 1.0) / lam
+        return -0.5 * len(t) * np.log(max(t.var(), 1e-300)) + (lam - 1.0) * logy.sum()
+
+    grid = np.round(np.arange(-1.0, 2.0001, 0.01), 4)
+    best = float(grid[np.argmax([llf(g) for g in grid])])
+    fine = np.arange(best - 0.01, best + 0.01001, 0.0005)
+    return float(fine[np.argmax([llf(g) for g in fine])])
 
 
 def windows(z: np.ndarray, origins: np.ndarray, lookback: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:

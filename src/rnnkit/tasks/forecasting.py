@@ -67,7 +67,10 @@ class ForecastDataConfig(DataConfig):
     horizon: int = 1  # steps forecast from each origin
     strategy: Literal["direct", "recursive"] = "direct"
     scaler: Literal["standard", "minmax", "none"] = "standard"
+    transform: Literal["none", "log", "boxcox"] = "none"  # of the target before scaling (fitted on train, inverted)
     relative: bool = False  # target inputs/outputs relative to the window's last value
+    deseasonalize: Literal["none", "difference"] = "none"  # difference: outputs are offsets from the value one
+    #                        season before each step (the network corrects seasonal naive); needs lookback >= season
     season: int | None = None  # seasonal period m (MASE, seasonal naive); null: from the frequency
     test_fraction: float = 0.2  # the last part of the series
     test_start: object = None  # int position or date string ('1921'): test targets start here
@@ -87,6 +90,8 @@ class ForecastDataConfig(DataConfig):
             raise ConfigError("data.date_col/target/covariates only apply to source: csv")
         if self.standardize:
             raise ConfigError("data.standardize does not apply to forecasting; use data.scaler: standard")
+        if self.normalize != "none":
+            raise ConfigError("data.normalize does not apply to forecasting; use data.scaler")
         if not 0.0 <= self.val_fraction < 1.0 or not 0.0 <= self.test_fraction < 1.0:
             raise ConfigError("data.val_fraction and data.test_fraction must be in [0, 1)")
         for key in ("lookback", "horizon", "season", "limit"):
@@ -123,16 +128,26 @@ class Forecaster(nn.Module):
 
 
 class RelativeInput(nn.Module):
-    """The forecaster with ``data.relative``: the window is read relative to its last target value, which the
-    outputs add back; x (B, L, D) -> (B, S, K) on the scaled level (what the exported graph computes)."""
+    """The forecaster with ``data.relative`` and/or ``data.deseasonalize``: with ``relative`` the window is read
+    relative to its last target value; the outputs are offsets from a base that is added back — the window's last
+    value, or with ``season`` m (seasonal differencing) the value one season before each forecast step, so the
+    network learns corrections to seasonal naive. x (B, L, D) -> (B, S, K) on the scaled level (what the exported
+    graph computes)."""
 
-    def __init__(self, model: nn.Module, gaussian: bool) -> None:
+    def __init__(self, model: nn.Module, gaussian: bool, relative: bool = True, season: int | None = None) -> None:
         super().__init__()
-        self.model, self.gaussian = model, gaussian
+        self.model, self.gaussian, self.relative, self.season = model, gaussian, relative, season
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        base = x[:, -1:, :1]  # (B, 1, 1) the window's last target value
-        out = self.model(torch.cat([x[:, :, :1] - base, x[:, :, 1:]], 2))
+        last = x[:, -1:, :1]  # (B, 1, 1) the window's last target value
+        inp = torch.cat([x[:, :, :1] - last, x[:, :, 1:]], 2) if self.relative else x
+        out = self.model(inp)
+        if self.season:  # step h (1-based) adds y one season before it: x[:, L - m + (h - 1) % m]
+            m, steps = self.season, out.shape[1]
+            index = torch.arange(steps, device=x.device) % m + (x.shape[1] - m)
+            base = x[:, index, :1]  # (B, S, 1)
+        else:
+            base = last
         if self.gaussian:
             return torch.cat([out[..., :1] + base, out[..., 1:]], 2)
         return out + base
@@ -242,9 +257,17 @@ class Forecasting(Task):
                             "data.test_fraction or move data.test_start")
         self.series, self.bounds = s, {"train_end": val_lo, "val_end": test_lo, "test_end": test_hi}
         cols = np.concatenate([s.y[:, None], s.X], 1)
-        self.scaler = Scaler(d.scaler).fit(cols[:val_lo])
+        if d.transform != "none" and not np.all(s.y > 0):
+            at = int(np.argmin(s.y))
+            raise DataError(f"data.transform: {d.transform} needs a positive series, but it reaches {s.y[at]:g} at "
+                            f"{s.dates(np.array([at]))[0] if s.periods is not None else f'step {at}'}; use "
+                            "data.transform: none (or shift the series above 0)")
+        self.scaler = Scaler(d.scaler, target=d.transform).fit(cols[:val_lo])
         self.input_size = cols.shape[1]
         self.season = d.season or (SEASON[s.freq] if s.freq else 1)
+        if d.deseasonalize == "difference" and d.lookback < self.season:
+            raise ConfigError(f"data.deseasonalize: difference reads the value one season (m = {self.season}) back in "
+                              f"the window, but data.lookback is {d.lookback}; set data.lookback >= {self.season}")
         if self.season >= val_lo:
             raise DataError(f"data.season {self.season} is not shorter than the training part of the series "
                             f"({val_lo} steps); give a longer series or a shorter season")
@@ -321,16 +344,22 @@ class Forecasting(Task):
     def make_batch(self, data: Windows, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return data.X[idx], data.Y[idx]
 
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        """The model with relative inputs / a seasonal base as the config says (itself without either)."""
+        d = self.cfg.data
+        if not d.relative and d.deseasonalize == "none":
+            return model
+        season = self.season if d.deseasonalize == "difference" else None
+        return RelativeInput(model, self.cfg.model.loss == "gaussian", d.relative, season)
+
     def _run(self, model: nn.Module, X: torch.Tensor) -> torch.Tensor:
         """X (B, L, D) scaled -> outputs (B, S, K) on the scaled level (relative inputs handled here)."""
-        if not self.cfg.data.relative:
-            return model(X)
-        return RelativeInput(model, self.cfg.model.loss == "gaussian")(X)
+        return self._wrap(model)(X)
 
     def export_spec(self, model: nn.Module, data: Windows | None) -> ExportSpec:
         L = self.cfg.data.lookback
         x = data.X[:8] if data is not None and len(data) else torch.randn(4, L, self.input_size)
-        module = RelativeInput(model, self.cfg.model.loss == "gaussian") if self.cfg.data.relative else model
+        module = self._wrap(model)
         what = {"quantile": "quantiles", "gaussian": "mean and scale"}.get(self.cfg.model.loss, "point forecast")
         return ExportSpec(module, (x.float(),), ["x"], ["forecast"], {"x": {0: "batch", 1: "time"}},
                           f"x (batch, lookback={L}, {self.input_size}) float32 windows on the run's scaled level "

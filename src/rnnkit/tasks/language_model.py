@@ -86,7 +86,7 @@ class LMDataConfig(DataConfig):
         for p in self.files or []:
             if not isinstance(p, str) or not Path(p).is_file():
                 raise ConfigError(f"data.files: not a file: {p}")
-        if self.standardize or self.options:
+        if self.standardize or self.options or self.normalize != "none":
             raise ConfigError("data.standardize and data.options do not apply to task: language_model; remove them")
         if not 0.0 <= self.val_fraction < 1.0 or not 0.0 <= self.test_fraction < 1.0:
             raise ConfigError("data.val_fraction and data.test_fraction must be in [0, 1)")

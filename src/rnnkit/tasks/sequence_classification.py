@@ -24,7 +24,7 @@ from rnnkit.tasks.common import classification_metrics, confusion_matrix, make_r
 
 @dataclass
 class ClassifierModelConfig(ModelConfig):
-    pooling: Literal["last", "mean", "max"] = "last"  # how a sequence's outputs become one vector
+    pooling: Literal["last", "mean", "max", "meanmax"] = "last"  # how a sequence's outputs become one vector
     head_dropout: float = 0.0  # dropout between the pooled features and the Linear head
 
     def check(self) -> None:
@@ -45,7 +45,8 @@ class SequenceClassifier(nn.Module):
         self.directions = 2 if m.bidirectional else 1
         self.rnn = make_rnn(m, input_size)
         self.drop = nn.Dropout(m.head_dropout)
-        self.head = nn.Linear(self.directions * m.hidden_size, num_classes)
+        width = self.directions * m.hidden_size
+        self.head = nn.Linear(width * (2 if m.pooling == "meanmax" else 1), num_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         out, state = self.rnn(x, lengths=lengths)  # out (B, T, dirs*H), zeros at padded steps
@@ -58,10 +59,9 @@ class SequenceClassifier(nn.Module):
             steps = torch.arange(x.shape[1], device=x.device)
             n = lengths.to(x.device) if lengths is not None else torch.full((x.shape[0],), x.shape[1], device=x.device)
             valid = (steps[None, :] < n[:, None])[:, :, None]  # (B, T, 1)
-            if self.pooling == "mean":
-                feats = out.sum(1) / n[:, None].to(out.dtype)
-            else:
-                feats = out.masked_fill(~valid, float("-inf")).amax(1)
+            mean = out.sum(1) / n[:, None].to(out.dtype)
+            top = out.masked_fill(~valid, float("-inf")).amax(1) if self.pooling != "mean" else None
+            feats = mean if top is None else top if self.pooling == "max" else torch.cat([mean, top], -1)
         return self.head(self.drop(feats))
 
 
@@ -78,6 +78,19 @@ class Split:
 
 
 
+
+
+def per_sequence(X: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+    """Each sequence's features z-normalised over its own valid steps (X (N, T, D) -> float32, padding kept 0):
+    the standard for series classification, where the offset and scale of a series are not what tells its class.
+    A constant feature becomes 0."""
+    N, T, _ = X.shape
+    n = np.full(N, T) if lengths is None else np.asarray(lengths)
+    valid = (np.arange(T)[None, :] < n[:, None])[:, :, None]
+    x = X.astype(np.float64)
+    mean = np.where(valid, x, 0.0).sum(1, keepdims=True) / n[:, None, None]
+    std = np.sqrt(np.where(valid, (x - mean) ** 2, 0.0).sum(1, keepdims=True) / n[:, None, None])
+    return np.where(valid, (x - mean) / np.maximum(std, 1e-8), 0.0).astype(np.float32)
 
 
 @register_task("sequence_classification")
@@ -140,7 +153,8 @@ class SequenceClassification(Task):
             raise DataError(f"the features reach {big:.3g}, which overflows float32 arithmetic in the network (NaN "
                             "metrics); scale them, or set data.standardize: true")
         if d.standardize:
-            x = train.X if train.lengths is None else train.X[np.arange(train.num_steps) < train.lengths[:, None]]
+            tx = per_sequence(train.X, train.lengths) if d.normalize == "per_sequence" else train.X
+            x = tx if train.lengths is None else tx[np.arange(train.num_steps) < train.lengths[:, None]]
             x = x.reshape(-1, train.num_features).astype(np.float64)
             self.mean, self.std = x.mean(0), np.maximum(x.std(0), 1e-8)
         self.splits = {name: self.prepare(p, name) for name, p in parts.items() if p is not None}
@@ -156,6 +170,8 @@ class SequenceClassification(Task):
             raise DataError(f"{where} has label {data.num_classes - 1} but the model knows {len(self.classes)} "
                             "classes; relabel the data")
         X = data.X
+        if self.cfg.data.normalize == "per_sequence":
+            X = per_sequence(X, data.lengths)
         if self.mean is not None:
             X = ((X - self.mean) / self.std).astype(np.float32)
         lengths = None if data.lengths is None else torch.from_numpy(data.lengths)

@@ -43,7 +43,7 @@ class TextModelConfig(ModelConfig):
     pretrained: str | None = None  # GloVe-format text file of word vectors to initialise the embedding
     freeze_embeddings: bool = False  # keep the (pretrained) embedding fixed
     embedding_dropout: float = 0.0
-    pooling: Literal["last", "mean", "max", "attention"] = "last"
+    pooling: Literal["last", "mean", "max", "meanmax", "attention"] = "last"  # meanmax: both, concatenated
     head_dropout: float = 0.0
     class_weights: list | None = None  # one loss weight per class (in the order of the run's classes)
     packed: bool = True  # pass lengths to the recurrent layer; false (one direction only): run the padded batch
@@ -105,8 +105,8 @@ class TextDataConfig(DataConfig):
             raise ConfigError("data.val_fraction and data.test_fraction must be in [0, 1)")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ConfigError("data.val_fraction + data.test_fraction must leave some training data (< 1)")
-        if self.standardize:
-            raise ConfigError("data.standardize does not apply to text; remove it")
+        if self.standardize or self.normalize != "none":
+            raise ConfigError("data.standardize and data.normalize do not apply to text; remove them")
         for key, low in (("limit", 1), ("num_words", 3), ("max_length", 1)):
             if getattr(self, key) is not None and getattr(self, key) < low:
                 raise ConfigError(f"data.{key} must be >= {low}, got {getattr(self, key)}")
@@ -127,7 +127,7 @@ class TextClassifier(nn.Module):
         width = self.directions * m.hidden_size
         self.attention = nn.Linear(width, 1) if m.pooling == "attention" else None
         self.drop = nn.Dropout(m.head_dropout)
-        self.head = nn.Linear(width, 1 if self.binary else num_classes)
+        self.head = nn.Linear(width * (2 if m.pooling == "meanmax" else 1), 1 if self.binary else num_classes)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward_embedded(self.embedding(ids), lengths)
@@ -147,8 +147,11 @@ class TextClassifier(nn.Module):
             valid = torch.arange(t, device=out.device)[None, :] < n[:, None]  # (B, T)
             if self.pooling == "mean":
                 feats = out.masked_fill(~valid[..., None], 0.0).sum(1) / n[:, None].to(out.dtype)
-            elif self.pooling == "max":
+            elif self.pooling in ("max", "meanmax"):
                 feats = out.masked_fill(~valid[..., None], float("-inf")).amax(1)
+                if self.pooling == "meanmax":
+                    mean = out.masked_fill(~valid[..., None], 0.0).sum(1) / n[:, None].to(out.dtype)
+                    feats = torch.cat([mean, feats], -1)
             else:
                 w = self.attention(out).squeeze(-1).masked_fill(~valid, float("-inf")).softmax(-1)  # (B, T)
                 feats = (w[..., None] * out).sum(1)

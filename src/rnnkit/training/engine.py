@@ -31,7 +31,7 @@ import os
 import random
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,6 +172,42 @@ class Schedule:
 BUDGETS = {"max_steps": "optimizer steps", "max_time": "seconds"}
 
 
+class Ema:
+    """An exponential moving average of the weights (Polyak averaging): after every optimizer step
+    ``avg = decay * avg + (1 - decay) * w`` for every floating parameter and buffer; integer buffers are copied.
+    Validation, the best checkpoint, the final metrics and ``model.safetensors`` use the average; the trained
+    weights travel in the checkpoints as ``training.safetensors`` so that a resume continues both exactly."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.reset(model)
+
+    def reset(self, model: nn.Module) -> None:
+        self.avg = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            a = self.avg[k]
+            if a.is_floating_point():
+                a.lerp_(v.detach(), 1.0 - self.decay)
+            else:
+                a.copy_(v)
+
+    def state_dict(self, like: dict) -> dict:
+        return {k: self.avg[k] for k in like}
+
+    @contextmanager
+    def applied(self, model: nn.Module):
+        """Inside the block the model holds the averaged weights; its own come back after."""
+        own = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.avg)
+        try:
+            yield
+        finally:
+            model.load_state_dict(own)
+
+
 @dataclass
 class State:
     """Counters and history saved in ``state.json``; ``accum`` holds the running sums of the open epoch."""
@@ -244,6 +280,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.callbacks = make_callbacks(self.callback_options) if self.dist.main and run_dir is not None else {}
         self.state = State(accum=_zero_accum())
+        self.ema = Ema(self.model, t.ema) if t.ema else None
         self.ctx = Context(run_dir, self.model, objective, self.device, self.opt)
         self.tb = None
 
@@ -294,7 +331,12 @@ class Trainer:
                 "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_meta,
                 "task": self.data.state(), "callbacks": {k: cb.state() for k, cb in self.callbacks.items()},
                 "world_size": self.dist.world}
-        return {"model.safetensors": ckpt.tensors_to_bytes(self.model.state_dict()),
+        weights = self.model.state_dict()
+        extra = {}
+        if self.ema is not None:  # model.safetensors holds what is evaluated and loaded: the averaged weights
+            extra["training.safetensors"] = ckpt.tensors_to_bytes(weights)
+            weights = self.ema.state_dict(weights)
+        return {"model.safetensors": ckpt.tensors_to_bytes(weights), **extra,
                 "optimizer.safetensors": ckpt.tensors_to_bytes(opt_tensors),
                 "state.safetensors": ckpt.tensors_to_bytes({**rng_tensors, **carry}),
                 "state.json": json.dumps(meta).encode()}
@@ -304,8 +346,9 @@ class Trainer:
             return
         self._check_finite()
         if self.run_dir is None:  # in memory: only the weights, for the final evaluation of the best ones
-            self._memory.update({n: {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
-                                 for n in names})
+            weights = self.model.state_dict()
+            weights = self.ema.state_dict(weights) if self.ema is not None else weights
+            self._memory.update({n: {"model": {k: v.detach().clone() for k, v in weights.items()}} for n in names})
             return
         files = self.checkpoint_files()
         for name in names:
@@ -342,8 +385,14 @@ class Trainer:
             raise ConfigError(f"this run was trained with {meta['world_size']} process(es); resume it with the "
                               f"same number (got {self.dist.world})")
         where = self.run_dir / "checkpoints" / name
-        ckpt.load_weights(self.model, files["model.safetensors"], str(where / "model.safetensors"),
-                          str(self.run_dir / "config.yaml"))
+        if self.ema is not None and "training.safetensors" in files:  # the averaged weights, then the trained ones
+            ckpt.load_weights(self.model, files["model.safetensors"], str(where / "model.safetensors"),
+                              str(self.run_dir / "config.yaml"))
+            self.ema.reset(self.model)
+        elif self.ema is not None:
+            raise ConfigError(f"{where} was trained without training.ema; resume it with training.ema: null")
+        main = "training.safetensors" if "training.safetensors" in files else "model.safetensors"
+        ckpt.load_weights(self.model, files[main], str(where / main), str(self.run_dir / "config.yaml"))
         opt_tensors = ckpt.tensors_from_bytes(files["optimizer.safetensors"])
         self.opt.load_state_dict(ckpt.join_optimizer_state(opt_tensors, meta["optimizer"]))
         self.schedule.load_state_dict(meta["schedule"])
@@ -385,6 +434,8 @@ class Trainer:
         self.scaler.step(self.opt)
         self.scaler.update()
         self.schedule.after_step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         sums = dict(zip(res.sums, stats[2:].tolist(), strict=True))
         return loss_sum, int(count), sums | {"_norm": norm}
 
@@ -484,7 +535,8 @@ class Trainer:
         for k, v in a["sums"].items():
             row[f"train_{k}"] = v / max(a["count"], 1)
         if "val" in self.data.splits:
-            val = self.objective.evaluate(self.model, self.data.splits["val"], self.device)
+            with self.ema.applied(self.model) if self.ema is not None else nullcontext():
+                val = self.objective.evaluate(self.model, self.data.splits["val"], self.device)
             row.update({f"val_{k}": float(v) for k, v in val.items() if k in self.objective.metrics})
         row.update({"lr": self.schedule.lr, "grad_norm": a["grad_norm"] / max(a["steps"], 1),
                     "seconds": a["seconds"]})
@@ -495,7 +547,8 @@ class Trainer:
             s.best, s.best_epoch, s.bad_epochs = value, s.epoch + 1, 0
         else:
             s.bad_epochs += 1
-        if t.patience is not None and s.bad_epochs >= t.patience and s.stopped is None:
+        waited = not t.min_steps or s.global_step >= t.min_steps  # early stopping waits for min_steps
+        if t.patience is not None and s.bad_epochs >= t.patience and s.stopped is None and waited:
             s.stopped = "early_stopping"
         s.history.append(row)
         s.seconds += a["seconds"]

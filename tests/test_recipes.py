@@ -1,0 +1,83 @@
+"""Recipes for small data and long inputs: per-sequence normalisation and mean+max pooling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rnnkit.build import fit, load_config
+from rnnkit.config import ConfigError
+from rnnkit.tasks.sequence_classification import per_sequence
+
+
+def test_per_sequence_normalisation_over_valid_steps_only():
+    X = np.array([[[1.0, 5.0], [3.0, 5.0], [99.0, 99.0]], [[10.0, 0.0], [20.0, 1.0], [30.0, 2.0]]])
+    Z = per_sequence(X, np.array([2, 3]))
+    np.testing.assert_allclose(Z[0, :2, 0], [-1.0, 1.0])
+    np.testing.assert_allclose(Z[0, :2, 1], [0.0, 0.0])  # a constant feature becomes 0
+    assert Z[0, 2].tolist() == [0.0, 0.0]  # padding stays 0
+    np.testing.assert_allclose(Z[1].mean(0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(Z[1].std(0), 1.0, atol=1e-6)
+
+
+def test_scaled_and_shifted_series_look_alike_to_the_model(tmp_path):
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 6, 60)
+    y = rng.integers(0, 2, 120)
+    shape = np.where(y[:, None] == 1, np.sin(t), np.sign(np.sin(t)))  # the class is the shape
+    X = shape * rng.uniform(0.1, 100, (120, 1)) + rng.uniform(-500, 500, (120, 1))  # scale/offset are noise
+    np.savez(tmp_path / "d.npz", X=X[:, :, None].astype(np.float32), y=y)
+    cfg = {"name": "s", "task": "sequence_classification", "model": {"cell": "gru", "hidden_size": 16},
+           "data": {"source": "npz", "path": str(tmp_path / "d.npz"), "normalize": "per_sequence",
+                    "val_fraction": 0.2, "test_fraction": 0.2},
+           "training": {"epochs": 30, "lr": 0.01, "batch_size": 16, "num_threads": 1, "device": "cpu",
+                        "baselines": False}}
+    _, m = fit(cfg, tmp_path / "run", quiet=True)
+    assert m["test"]["accuracy"] >= 0.9
+    with pytest.raises(ConfigError, match="data.normalize does not apply to forecasting"):
+        load_config({"task": "forecasting", "data": {"source": "array", "values": [1.0] * 50,
+                                                     "normalize": "per_sequence"}})
+
+
+@pytest.mark.parametrize("task", ["sequence_classification", "text_classification"])
+def test_meanmax_pooling_concatenates_mean_and_max(task):
+    from rnnkit.tasks import get_task
+
+    if task == "sequence_classification":
+        from rnnkit.tasks.sequence_classification import ClassifierModelConfig, SequenceClassifier
+
+        net = SequenceClassifier(ClassifierModelConfig(cell="gru", hidden_size=4, pooling="meanmax"), 3, 2, False)
+        x, lengths = torch.randn(2, 5, 3), torch.tensor([5, 2])
+        assert net.head.in_features == 8
+        out, _ = net.rnn(x, lengths=lengths)
+        want_mean = torch.stack([out[0].mean(0), out[1, :2].mean(0)])
+        want_max = torch.stack([out[0].amax(0), out[1, :2].amax(0)])
+        torch.testing.assert_close(net(x, lengths), net.head(torch.cat([want_mean, want_max], -1)))
+    else:
+        assert get_task(task).model_config(pooling="meanmax").pooling == "meanmax"
+
+
+def _adding(**training) -> dict:
+    return {"name": "ema", "task": "adding", "model": {"cell": "gru", "hidden_size": 8},
+            "data": {"num_steps": 10, "train_size": 64, "val_size": 16, "test_size": 16},
+            "training": {"epochs": 4, "batch_size": 16, "lr": 0.01, "num_threads": 1, "device": "cpu", **training}}
+
+
+def test_ema_weights_are_what_is_evaluated_saved_and_resumed_exactly(tmp_path):
+    from safetensors.torch import load_file
+
+    full, m_full = fit(_adding(ema=0.9), tmp_path / "full", quiet=True)
+    cut, _ = fit(_adding(ema=0.9, epochs=2), tmp_path / "cut", quiet=True)
+    _, m_res = fit(None, resume=cut, overrides=["training.epochs=4"], quiet=True)
+    a = load_file(full / "checkpoints" / "last" / "model.safetensors")
+    b = load_file(cut / "checkpoints" / "last" / "model.safetensors")
+    trained = load_file(full / "checkpoints" / "last" / "training.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # resumed: the same average, bit for bit
+    assert any(not torch.equal(a[k], trained[k]) for k in a)  # the average is not the last weights
+    assert m_full["test"]["mse"] == m_res["test"]["mse"]
+    plain, m_plain = fit(_adding(), tmp_path / "plain", quiet=True)
+    assert not (plain / "checkpoints" / "last" / "training.safetensors").exists()
+    assert m_plain["test"]["mse"] != m_full["test"]["mse"]
+    with pytest.raises(ConfigError, match="training.ema is the decay"):
+        load_config(_adding(ema=1.5))
