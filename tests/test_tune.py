@@ -109,3 +109,33 @@ def test_cli_tune_errors(tmp_path, capsys, monkeypatch):
     assert main(["tune", str(cfg), "--param", "model.hidden_size=2", "--out", str(tmp_path / "busy")]) == 2
     assert "already exists" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_ranges_and_random_settings():
+    from rnnkit.tune import Range, random_settings
+
+    key, r = parse_param("training.lr=1e-4..1e-2")
+    assert key == "training.lr" and r == Range(1e-4, 1e-2, False) and r.log
+    assert parse_param("model.hidden_size=8..64")[1] == Range(8, 64, True)
+    with pytest.raises(ConfigError, match="needs lo < hi"):
+        parse_param("training.lr=0.1..0.01")
+    with pytest.raises(ConfigError, match="give --trials N"):
+        grid({"training.lr": r})
+    a = random_settings({"training.lr": r, "model.cell": ["gru", "lstm"]}, 6, seed=0)
+    assert a == random_settings({"training.lr": r, "model.cell": ["gru", "lstm"]}, 6, seed=0)  # seeded
+    assert len(a) == 6 and all(1e-4 <= s["training.lr"] <= 1e-2 for s in a)
+    assert len(random_settings({"a": [1, 2]}, 5, seed=0)) == 2  # distinct while the lists allow
+
+
+@pytest.mark.parametrize("search", ["random", "optuna"])
+def test_tune_with_trials(tmp_path, search):
+    if search == "optuna":
+        pytest.importorskip("optuna")
+    res = tune(TINY, ["training.lr=1e-3..3e-2", "model.hidden_size=2,4"], folds=2, out=tmp_path / search,
+               trials=3, search=search)
+    assert len(res.summary) == 3 and all(1e-3 <= r["setting"]["training.lr"] <= 3e-2 for r in res.summary)
+    assert res.best in [r["setting"] for r in res.summary if not r["pruned"]]
+    text = (tmp_path / search / "best.yaml").read_text()
+    assert f"rnnkit tune ({search})" in text
+    rows = list(csv.DictReader(open(tmp_path / search / "summary.csv")))
+    assert len(rows) == 3 and {"folds", "pruned"} <= set(rows[0])

@@ -217,7 +217,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if not args.param:
         raise UsageError("give at least one --param key=v1,v2,... (e.g. --param model.hidden_size=16,32,64)")
     res = tune(args.config, args.param, folds=args.folds, out=args.out, overrides=args.set or [],
-               metric=args.metric, quiet=args.quiet)
+               metric=args.metric, quiet=args.quiet, trials=args.trials, search=args.search)
     print_summary(res)
     return 0
 
@@ -464,7 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=fmt, epilog="examples:\n"
                        "  rnnkit tune examples/digits.yaml --param model.hidden_size=16,32,64,128 --folds 5\n"
                        "  rnnkit tune examples/adding.yaml --param model.hidden_size=8,32 "
-                       "--param training.lr=0.003,0.01 --folds 3\n\n"
+                       "--param training.lr=0.003,0.01 --folds 3\n"
+                       "  rnnkit tune examples/digits.yaml --param training.lr=1e-4..1e-2 "
+                       "--param model.hidden_size=16,32,64 --trials 12\n\n"
                        "folds are cut from the training split (rolling-origin for forecasting); the test\n"
                        "split is never used. writes results.csv, summary.csv, tune.png and best.yaml;\n"
                        "see docs/long_range.md")
@@ -472,6 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--param", action="append", metavar="KEY=V1,V2", help="a grid axis (repeatable; the grid is "
                    "the product)")
     s.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    s.add_argument("--trials", type=int, help="try this many settings instead of the whole grid: Optuna (TPE, "
+                   "pruning) when installed, else random; ranges key=lo..hi then allowed")
+    s.add_argument("--search", choices=("auto", "optuna", "random"), default="auto",
+                   help="with --trials: optuna, random, or auto (optuna when installed)")
     s.add_argument("--metric", help="val_<metric> to compare (default: training.monitor, else val_loss)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
     s.add_argument("--out", help="folder for the results (default: runs/tune-<name>); must not exist yet")

@@ -42,13 +42,54 @@ from rnnkit.errors import RunExists
 LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "mase", "smape", "perplexity", "error")
 
 
-def parse_param(text: str) -> tuple[str, list]:
-    """``"model.hidden_size=16,32"`` -> ``("model.hidden_size", [16, 32])`` (each value parsed as YAML)."""
+@dataclass(frozen=True)
+class Range:
+    """A continuous search axis ``key=lo..hi`` (for ``--trials``): integers uniform, floats log-uniform when
+    ``0 < lo`` and ``hi >= 10 lo`` (learning rates, weight decay), else uniform."""
+
+    lo: float
+    hi: float
+    integer: bool
+
+    @property
+    def log(self) -> bool:
+        return not self.integer and self.lo > 0 and self.hi >= 10 * self.lo
+
+    def sample(self, rng: np.random.Generator) -> float | int:
+        if self.integer:
+            return int(rng.integers(int(self.lo), int(self.hi) + 1))
+        if self.log:
+            return _short(float(np.exp(rng.uniform(np.log(self.lo), np.log(self.hi)))))
+        return _short(float(rng.uniform(self.lo, self.hi)))
+
+
+def _short(x: float) -> float:
+    """Four significant digits: readable labels and folder names, and no false precision."""
+    return float(f"{x:.4g}")
+
+
+def parse_param(text: str) -> tuple[str, list | Range]:
+    """``"model.hidden_size=16,32"`` -> ``("model.hidden_size", [16, 32])`` (each value parsed as YAML);
+    ``"training.lr=1e-4..1e-2"`` -> a :class:`Range` (random search and Optuna only)."""
     import yaml
 
     key, eq, values = text.partition("=")
     if not eq or not key.strip() or not values.strip():
-        raise ConfigError(f"--param expects key.sub=v1,v2,..., got '{text}'")
+        raise ConfigError(f"--param expects key.sub=v1,v2,... or key.sub=lo..hi, got '{text}'")
+    if ".." in values and "," not in values:
+        lo_text, _, hi_text = values.partition("..")
+        def number(t: str) -> int | float:
+            t = t.strip()
+            return int(t) if t.lstrip("+-").isdigit() else float(t)
+
+        try:
+            lo, hi = number(lo_text), number(hi_text)
+            lo, hi = (float(lo), float(hi)) if isinstance(lo, float) or isinstance(hi, float) else (lo, hi)
+        except ValueError:
+            raise ConfigError(f"--param {key}: cannot parse the range '{values}' (lo..hi, numbers)") from None
+        if not lo < hi:
+            raise ConfigError(f"--param {key}: the range '{values}' needs lo < hi")
+        return key.strip(), Range(lo, hi, isinstance(lo, int) and isinstance(hi, int))
     try:
         parsed = [yaml.safe_load(v) for v in values.split(",")]
     except yaml.YAMLError:
@@ -60,8 +101,25 @@ def parse_param(text: str) -> tuple[str, list]:
 
 def grid(params: dict[str, list]) -> list[dict]:
     """The product of the value lists: ``[{key: value, ...}, ...]``."""
+    ranges = [k for k, v in params.items() if isinstance(v, Range)]
+    if ranges:
+        raise ConfigError(f"--param {ranges[0]} is a range (lo..hi): give --trials N for a random search")
     keys = list(params)
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*params.values())]
+
+
+def random_settings(params: dict[str, list | Range], trials: int, seed: int) -> list[dict]:
+    """``trials`` settings drawn at random (seeded): a value of each list, a sample of each range; distinct while
+    the lists allow."""
+    rng, out, seen = np.random.default_rng(seed), [], set()
+    for _ in range(trials * 20):
+        s = {k: (v.sample(rng) if isinstance(v, Range) else v[int(rng.integers(len(v)))]) for k, v in params.items()}
+        if json.dumps(s, sort_keys=True) not in seen:
+            seen.add(json.dumps(s, sort_keys=True))
+            out.append(s)
+        if len(out) == trials:
+            break
+    return out
 
 
 def label(setting: dict) -> str:
@@ -162,10 +220,13 @@ def train_fold(cfg: Config, fold: int, k: int, run_dir: Path, metric: str) -> fl
 
 def tune(config: Config | dict | str | Path, params: dict[str, list] | Sequence[str], folds: int = 5,
          out: str | Path | None = None, overrides: Sequence[str] = (), metric: str | None = None,
-         quiet: bool = True) -> TuneResult:
+         quiet: bool = True, trials: int | None = None, search: str = "auto") -> TuneResult:
     """Cross-validate every setting of ``params`` (``{"model.hidden_size": [16, 32]}`` or
     ``["model.hidden_size=16,32"]``); see the module docstring. ``metric``: ``val_<metric>`` of the task
-    (default: ``training.monitor`` when it is a validation metric, else ``val_loss``)."""
+    (default: ``training.monitor`` when it is a validation metric, else ``val_loss``). ``trials``: try that many
+    settings instead of the whole grid — chosen by Optuna's TPE sampler, with trials pruned after a fold whose
+    running mean is worse than the median of earlier trials, when Optuna is installed (``search="auto"`` or
+    ``"optuna"``), else (or with ``search="random"``) drawn at random."""
     from rnnkit.config import read_yaml
     from rnnkit.tasks import get_task
 
@@ -182,45 +243,123 @@ def tune(config: Config | dict | str | Path, params: dict[str, list] | Sequence[
     metric = metric or (cfg0.training.monitor if cfg0.training.monitor.startswith("val_") else "val_loss")
     if metric.removeprefix("val_") not in task.metrics:
         raise ConfigError(f"metric '{metric}' is not one of " + ", ".join(f"val_{m}" for m in task.metrics))
-    settings = grid(params)
-    configs = []
-    for s in settings:  # validate the whole grid before training anything
-        sets = [*overrides, *(f"{k}={json.dumps(v)}" for k, v in s.items())]
-        configs.append((s, sets, load_config(base, sets)))
+    if search not in ("auto", "optuna", "random"):
+        raise ConfigError(f"search must be auto, optuna or random, got {search!r}")
+    if trials is not None and trials < 1:
+        raise ConfigError(f"--trials must be >= 1, got {trials}")
+    use_optuna = trials is not None and search != "random" and _have_optuna()
+    if search == "optuna" and not use_optuna:
+        raise ConfigError("search: optuna needs --trials N and Optuna installed (pip install optuna)")
+    if use_optuna:
+        settings = []  # chosen while searching
+        probe = random_settings(params, 1, cfg0.training.seed)  # validate the keys and value types once
+    else:
+        settings = grid(params) if trials is None else random_settings(params, trials, cfg0.training.seed)
+        probe = settings
+    configs = [_config(base, overrides, s) for s in probe]  # validate before training anything
     out = Path(out) if out is not None else Path("runs") / f"tune-{cfg0.name}"
     from rnnkit.training.lock import folder_taken, run_lock
 
     if folder_taken(out):
         raise RunExists(f"tune folder {out} already exists; choose another with --out DIR")
     with run_lock(out, "tune folder"):  # one writer per folder, for the whole search
-        return _search(configs, base, out, folds, metric, quiet, cfg0)
+        if use_optuna:
+            return _optuna_search(params, trials, base, overrides, out, folds, metric, quiet, cfg0)
+        return _search(configs, base, out, folds, metric, quiet, cfg0, "grid" if trials is None else "random")
 
 
-def _search(configs: list, base: dict, out: Path, folds: int, metric: str, quiet: bool, cfg0: Config) -> TuneResult:
+def _have_optuna() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("optuna") is not None
+
+
+def _config(base: dict, overrides: Sequence[str], s: dict) -> tuple[dict, list[str], Config]:
+    sets = [*overrides, *(f"{k}={json.dumps(v)}" for k, v in s.items())]
+    return s, sets, load_config(base, sets)
+
+
+def _folds(s: dict, cfg: Config, out: Path, folds: int, metric: str, quiet: bool, rows: list,
+           after_fold=None) -> list[float]:
+    """Train one setting's folds; ``after_fold(f, scores)`` may return True to stop (a pruned trial)."""
+    scores = []
+    for f in range(folds):
+        t0 = time.perf_counter()
+        score = train_fold(cfg, f, folds, out / slug(s) / f"fold{f + 1}", metric)
+        rows.append({"setting": label(s), "fold": f + 1, metric: score, "seconds": time.perf_counter() - t0})
+        scores.append(score)
+        if not quiet:
+            print(f"{label(s)}  fold {f + 1}/{folds}: {metric} {score:.4f}  ({rows[-1]['seconds']:.0f} s)",
+                  flush=True)
+        if after_fold is not None and after_fold(f, scores):
+            if not quiet:
+                print(f"{label(s)}  pruned after fold {f + 1}", flush=True)
+            break
+    return scores
+
+
+def _row(s: dict, sets: list[str], scores: list[float], folds: int) -> dict:
+    return {"setting": s, "label": label(s), "overrides": sets, "mean": float(np.mean(scores)),
+            "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else float("nan"), "scores": scores,
+            "pruned": len(scores) < folds}
+
+
+def _optuna_search(params: dict, trials: int, base: dict, overrides: Sequence[str], out: Path, folds: int,
+                   metric: str, quiet: bool, cfg0: Config) -> TuneResult:
+    """TPE over ``params`` (lists categorical, ranges continuous), a median pruner after each fold."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    direction = "minimize" if lower_is_better(metric) else "maximize"
+    study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=cfg0.training.seed),
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))
+    rows, summary = [], []
+    for _ in range(trials):
+        trial = study.ask()
+        s = {}
+        for k, v in params.items():
+            if isinstance(v, Range):
+                s[k] = (trial.suggest_int(k, int(v.lo), int(v.hi)) if v.integer
+                        else _short(trial.suggest_float(k, v.lo, v.hi, log=v.log)))
+            else:
+                s[k] = v[trial.suggest_categorical(k, list(range(len(v))))]  # by index: any YAML value
+
+        def report(f: int, scores: list[float], trial=trial) -> bool:
+            trial.report(float(np.mean(scores)), f)
+            return f < folds - 1 and trial.should_prune()
+
+        _, sets, cfg = _config(base, overrides, s)
+        scores = _folds(s, cfg, out, folds, metric, quiet, rows, report)
+        row = _row(s, sets, scores, folds)
+        summary.append(row)
+        study.tell(trial, row["mean"] if not row["pruned"] else None,
+                   state=optuna.trial.TrialState.PRUNED if row["pruned"] else optuna.trial.TrialState.COMPLETE)
+    return _finish(summary, rows, base, out, folds, metric, cfg0, "optuna")
+
+
+def _search(configs: list, base: dict, out: Path, folds: int, metric: str, quiet: bool, cfg0: Config,
+            how: str = "grid") -> TuneResult:
     """Train every setting's folds into ``out`` (see :func:`tune`)."""
     rows, summary = [], []
     for s, sets, cfg in configs:
-        scores = []
-        for f in range(folds):
-            t0 = time.perf_counter()
-            score = train_fold(cfg, f, folds, out / slug(s) / f"fold{f + 1}", metric)
-            rows.append({"setting": label(s), "fold": f + 1, metric: score, "seconds": time.perf_counter() - t0})
-            scores.append(score)
-            if not quiet:
-                print(f"{label(s)}  fold {f + 1}/{folds}: {metric} {score:.4f}  ({rows[-1]['seconds']:.0f} s)",
-                      flush=True)
-        summary.append({"setting": s, "label": label(s), "overrides": sets, "mean": float(np.mean(scores)),
-                        "std": float(np.std(scores, ddof=1)), "scores": scores})
+        summary.append(_row(s, sets, _folds(s, cfg, out, folds, metric, quiet, rows), folds))
+    return _finish(summary, rows, base, out, folds, metric, cfg0, how)
+
+
+def _finish(summary: list, rows: list, base: dict, out: Path, folds: int, metric: str, cfg0: Config,
+            how: str) -> TuneResult:
+    configs = summary
+    complete = [r for r in summary if not r["pruned"]] or summary
     pick = min if lower_is_better(metric) else max
-    best = pick(summary, key=lambda r: r["mean"])
+    best = pick(complete, key=lambda r: r["mean"])
     best_cfg = load_config(base, best["overrides"])
     best_cfg.name = f"{cfg0.name}-tuned"
-    (out / "best.yaml").write_text(f"# rnnkit tune: best of {len(configs)} settings x {folds} folds by mean "
+    (out / "best.yaml").write_text(f"# rnnkit tune ({how}): best of {len(configs)} settings x {folds} folds by mean "
                                    f"{metric}: {best['label']} ({best['mean']:.4g} +- {best['std']:.4g})\n"
                                    + best_cfg.to_yaml())
     _write_csv(out / "results.csv", rows)
-    _write_csv(out / "summary.csv", [{"setting": r["label"], f"mean_{metric}": r["mean"], f"std_{metric}": r["std"]}
-                                     for r in summary])
+    _write_csv(out / "summary.csv", [{"setting": r["label"], f"mean_{metric}": r["mean"], f"std_{metric}": r["std"],
+                                      "folds": len(r["scores"]), "pruned": r["pruned"]} for r in summary])
     _plot(out / "tune.png", summary, metric, best)
     return TuneResult(out, metric, rows, summary, best["setting"], best_cfg)
 
@@ -256,10 +395,12 @@ def print_summary(res: TuneResult) -> None:
     w = max(len(r["label"]) for r in res.summary)
     print(f"{'setting'.ljust(w)}  mean {res.metric}  std")
     for r in res.summary:
-        mark = "  <- best" if r["setting"] == res.best else ""
+        mark = "  <- best" if r["setting"] == res.best else f"  (pruned after {len(r['scores'])})" if r.get(
+            "pruned") else ""
         print(f"{r['label'].ljust(w)}  {r['mean']:>{len(res.metric) + 5}.4f}  {r['std']:.4f}{mark}")
     print(f"best config: {res.out / 'best.yaml'}  (train it: rnnkit train {res.out / 'best.yaml'})")
     print(f"plot: {res.out / 'tune.png'}")
 
 
-__all__ = ["TuneResult", "fold_indices", "grid", "parse_param", "print_summary", "subset", "tune"]
+__all__ = ["Range", "TuneResult", "fold_indices", "grid", "parse_param", "print_summary", "random_settings", "subset",
+           "tune"]
