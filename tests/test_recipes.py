@@ -81,3 +81,50 @@ def test_ema_weights_are_what_is_evaluated_saved_and_resumed_exactly(tmp_path):
     assert m_plain["test"]["mse"] != m_full["test"]["mse"]
     with pytest.raises(ConfigError, match="training.ema is the decay"):
         load_config(_adding(ema=1.5))
+
+
+DIGITS = {"name": "ens", "task": "sequence_classification", "model": {"cell": "gru", "hidden_size": 8},
+          "data": {"source": "embedded", "name": "digits", "test_fraction": 0.2, "val_fraction": 0.1, "limit": 600},
+          "training": {"epochs": 2, "batch_size": 64, "lr": 0.01, "num_threads": 1, "device": "cpu", "ensemble": 3,
+                       "baselines": False}}
+
+
+def test_an_ensemble_averages_its_members_and_resumes(tmp_path):
+    import json
+
+    import rnnkit
+    from rnnkit.build import member_config
+
+    run, m = fit(DIGITS, tmp_path / "ens", quiet=True)
+    accs = [x["test"]["accuracy"] for x in m["members"]]
+    assert m["ensemble"] == 3 and len(set(accs)) > 1  # different seeds, different members
+    assert m["spread"]["accuracy"]["min"] == min(accs) and m["spread"]["accuracy"]["max"] == max(accs)
+    cfgs = [member_config(load_config(DIGITS), k) for k in range(3)]
+    assert [c.training.seed for c in cfgs] == [0, 1, 2] and {c.training.split_seed for c in cfgs} == {0}
+    counts = {json.loads((run / "members" / str(k) / "metrics.json").read_text())["test"]["count"] for k in range(3)}
+    assert counts == {m["test"]["count"]}  # the same test split for every member
+    # the ensemble's probabilities are the mean of the members'
+    r = rnnkit.Run.load(run)
+    x = r.task.splits["test"].X[:5] if r.task.splits else None
+    if x is None:
+        r.task.setup()
+        x = r.task.splits["test"].X[:5]
+    with torch.no_grad():
+        p = torch.stack([mem(x).softmax(-1) for mem in r.model.members]).mean(0)
+        torch.testing.assert_close(r.model(x).exp(), p)
+    assert "Ensemble of 3 members" in (run / "report.html").read_text()
+    # an interruption after member 0: members 1 and 2 are trained again from their last checkpoints
+    (run / "metrics.json").unlink()
+    for k in (1, 2):
+        (run / "members" / str(k) / "metrics.json").unlink()
+    _, again = fit(None, resume=run, quiet=True)
+    assert again["test"] == m["test"]
+
+
+def test_ensembles_refused_where_they_do_not_combine():
+    from rnnkit.build import fit as build_fit
+
+    bad = {"name": "x", "task": "adding", "data": {"num_steps": 5, "train_size": 20, "val_size": 5, "test_size": 5},
+           "training": {"ensemble": 2, "device": "cpu"}}
+    with pytest.raises(ConfigError, match="training.ensemble does not apply to task: adding"):
+        build_fit(bad, None, quiet=True)

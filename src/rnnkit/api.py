@@ -93,7 +93,12 @@ class Run:
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ckpt.CheckpointError(f"{where}/state.json does not hold the task state {path / 'config.yaml'} "
                                        f"needs ({type(e).__name__}: {e}); restore the run folder or retrain") from None
-        model = task.build_model()
+        if cfg.training.ensemble > 1:
+            from rnnkit.build import ensemble_model
+
+            model = ensemble_model(cfg, task)
+        else:
+            model = task.build_model()
         ckpt.load_weights(model, files["model.safetensors"], str(where / "model.safetensors"),
                           str(path / "config.yaml"))
         model.eval()

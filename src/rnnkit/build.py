@@ -25,6 +25,7 @@ from rnnkit.config import (
 from rnnkit.errors import RunExists
 from rnnkit.tasks import get_task
 from rnnkit.training import checkpoint as ckpt
+from rnnkit.training.core import Objective
 from rnnkit.training.engine import Trainer
 
 
@@ -139,6 +140,8 @@ def fit(config: Config | str | Path | dict, out: str | Path | None = None, *, re
     else:
         cfg = load_config(config, overrides)
         run_dir = resolve_run_dir(cfg, out)
+    if cfg.training.ensemble > 1:
+        return _fit_ensemble(cfg, run_dir, command, quiet)
     task = get_task(cfg.task)(cfg)  # a built-in task is both the Data and the Objective
     trainer = Trainer(cfg.training, callbacks=cfg.callbacks, command=command, quiet=quiet)
     created = not run_dir.exists()
@@ -158,10 +161,93 @@ def fit(config: Config | str | Path | dict, out: str | Path | None = None, *, re
     return run_dir, metrics
 
 
+def member_config(cfg: Config, k: int) -> Config:
+    """Ensemble member k's config: seed + k (initialisation, dropout, batch order), the ensemble's data splits."""
+    m = from_dict(cfg.to_dict())
+    t = m.training
+    t.split_seed = t.seed if t.split_seed is None else t.split_seed
+    t.seed, t.ensemble, m.name = t.seed + k, 1, f"{cfg.name}-member{k}"
+    return m
+
+
+def ensemble_model(cfg: Config, task: typing.Any) -> typing.Any:
+    """The untrained ensemble of ``cfg.training.ensemble`` members of ``task``'s model."""
+    from rnnkit.training.ensemble import Ensemble
+
+    return Ensemble([task.build_model() for _ in range(cfg.training.ensemble)], task.combine)
+
+
+def _fit_ensemble(cfg: Config, run_dir: Path, command: str, quiet: bool) -> tuple[Path, dict]:
+    """Train (or continue) every member into ``run_dir/members/k``, then evaluate and save the ensemble."""
+    import json
+
+    from rnnkit.training.engine import Dist, pick_device
+    from rnnkit.training.ensemble import spread
+    from rnnkit.training.lock import run_lock
+
+    task_cls = get_task(cfg.task)
+    if task_cls.combine is Objective.combine:
+        raise ConfigError(f"training.ensemble does not apply to task: {cfg.task} (its outputs have no combination "
+                          "rule); set training.ensemble: 1")
+    if getattr(cfg.model, "loss", None) == "gaussian":
+        raise ConfigError("training.ensemble with model.loss: gaussian: a mixture of Gaussians is not one; use "
+                          "loss: quantile or mse")
+    if Dist.from_env().world > 1:
+        raise ConfigError("training.ensemble trains its members one after another; run it without torchrun")
+    K = cfg.training.ensemble
+    with run_lock(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(cfg.to_yaml())
+        members = []
+        for k in range(K):
+            mcfg, mdir = member_config(cfg, k), run_dir / "members" / str(k)
+            if not quiet:
+                print(f"ensemble member {k + 1}/{K} (seed {mcfg.training.seed}) -> {mdir}", flush=True)
+            if (mdir / "metrics.json").is_file():  # finished before an interruption
+                members.append(json.loads((mdir / "metrics.json").read_text()))
+                continue
+            resume = (mdir / "checkpoints" / "last").exists()
+            if resume:
+                mcfg = load_config(mdir / "config.yaml")
+            trainer = Trainer(mcfg.training, callbacks=cfg.callbacks, command=command, quiet=quiet, report=False)
+            mtask = task_cls(mcfg)
+            members.append(trainer.fit(mtask, mtask, mdir, config=mcfg, resume=resume))
+        task = task_cls(member_config(cfg, 0))
+        task.setup()
+        model = ensemble_model(cfg, task)
+        for k, member in enumerate(model.members):
+            best = run_dir / "members" / str(k) / "checkpoints" / "best"
+            where = best if best.exists() else best.parent / "last"
+            member.load_state_dict(ckpt.tensors_from_bytes(ckpt.read_checkpoint(where)["model.safetensors"]))
+        device = pick_device(cfg.training.device)
+        model.to(device).eval()
+        metrics: dict = {split: task.evaluate(model, task.splits[split], device)
+                         for split in ("val", "test") if split in task.splits}
+        metrics["ensemble"] = K
+        metrics["train_seconds"] = float(sum(m.get("train_seconds", 0.0) for m in members))
+        metrics["members"] = [{k: m[k] for k in ("val", "test", "best_epoch", "epochs", "steps") if k in m}
+                              for m in members]
+        metrics["spread"] = spread(members, [k for k in task.metrics if k != "loss"] + ["loss"])
+        metrics = task.finalize_metrics(metrics)
+        meta = {"task": task.state(), "ensemble": K, "epoch": 0, "global_step": 0}
+        ckpt.write_checkpoint(run_dir / "checkpoints" / "best",
+                              {"model.safetensors": ckpt.tensors_to_bytes(model.state_dict()),
+                               "state.json": json.dumps(meta).encode()})
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        info = json.loads((run_dir / "members" / "0" / "run.json").read_text())
+        info |= {"name": cfg.name, "ensemble": K, "members": [f"members/{k}" for k in range(K)],
+                 "reproduce": f"rnnkit train {run_dir / 'config.yaml'} --out {run_dir}-repro"}
+        (run_dir / "run.json").write_text(json.dumps(info, indent=1) + "\n")
+        from rnnkit.report import write_report
+
+        write_report(run_dir, task=task, model=model.cpu(), metrics=metrics)
+    return run_dir, metrics
+
+
 def _nullcontext():
     from contextlib import nullcontext
 
     return nullcontext()
 
 
-__all__ = ["fit", "from_dict", "load_config", "resolve_run_dir"]
+__all__ = ["ensemble_model", "fit", "from_dict", "load_config", "member_config", "resolve_run_dir"]

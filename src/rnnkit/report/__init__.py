@@ -150,6 +150,12 @@ def write_report(run_dir: Path, task=None, model=None, metrics: dict | None = No
                             + f"<p>best epoch {metrics.get('best_epoch')} of {metrics.get('epochs')}"
                             + (f", stopped by {metrics['stopped']}" if metrics.get("stopped") else "") + "</p>"))
     sections += _curves(rows)
+    if metrics.get("spread"):  # an ensemble: the members against their combination
+        spread_rows = [[k, metrics.get("test", {}).get(k, float("nan")), v["mean"], v["std"], v["min"], v["max"]]
+                       for k, v in metrics["spread"].items()]
+        sections.append(Section(f"Ensemble of {metrics.get('ensemble')} members",
+                                table(spread_rows, ["test metric", "ensemble", "members' mean", "std", "min", "max"])
+                                + "<p>Each member is a run folder of its own under <code>members/</code>.</p>"))
     if task is not None:
         sections += task.report_sections(run_dir, metrics, model)
     from rnnkit.training.callbacks import CALLBACKS, load_builtin_callbacks

@@ -481,6 +481,13 @@ class Forecasting(Task):
         self.future = self._records(data, pred, lo, hi)
         return self.future
 
+    def combine(self, outputs: list) -> torch.Tensor:  # noqa: D102 - see Objective.combine
+        from rnnkit.training.ensemble import mean
+
+        if self.cfg.model.loss == "gaussian":
+            raise NotImplementedError  # a mixture of Gaussians is not one Gaussian: refused in the config check
+        return mean(outputs)
+
     def finalize_metrics(self, metrics: dict) -> dict:
         """Lift the test baselines to ``metrics["baselines"]``, add ETS and Theta (statsmodels, when installed) on
         the same test origins, and judge the model on MASE against the best baseline (a warning when it loses)."""

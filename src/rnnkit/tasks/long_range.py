@@ -41,6 +41,7 @@ from rnnkit.tasks.common import make_rnn
 
 SPLITS = ("train", "val", "test")
 FORGET_GATE = {"lstm": 1, "minlstm": 0}  # cells with a forget gate: its block in the input projection
+_WARNED: set[str] = set()
 
 
 @dataclass
@@ -52,7 +53,8 @@ class LongRangeModelConfig(ModelConfig):
         super().check()
         if self.init == "identity" and self.cell != "rnn":
             raise ConfigError("model.init: identity (IRNN) needs cell: rnn; use init: orthogonal for lstm/gru")
-        if self.forget_bias is not None and self.cell not in FORGET_GATE:
+        if self.forget_bias is not None and self.cell not in FORGET_GATE and self.cell not in _WARNED:
+            _WARNED.add(self.cell)  # once per process (a config is checked more than once)
             print(f"rnnkit: warning: model.forget_bias applies to cells with a forget gate ({', '.join(FORGET_GATE)}); "
                   f"ignored for cell: {self.cell}", file=sys.stderr)
 

@@ -125,7 +125,8 @@ class SequenceClassification(Task):
     def setup(self) -> None:
         from rnnkit.data import DataError
 
-        d, seed = self.cfg.data, self.cfg.training.seed
+        t = self.cfg.training
+        d, seed = self.cfg.data, t.seed if t.split_seed is None else t.split_seed
         train, test = self._load()
         if d.limit is not None:
             train = train.subset(slice(0, d.limit))
@@ -308,6 +309,11 @@ class SequenceClassification(Task):
             rec.update({f"p_{name}": round(v, 6) for name, v in zip(self.classes, p, strict=True)})
             out.append(rec)
         return out
+
+    def combine(self, outputs: list) -> torch.Tensor:  # noqa: D102 - see Objective.combine
+        from rnnkit.training.ensemble import mean_probabilities
+
+        return mean_probabilities(outputs)
 
     def finalize_metrics(self, metrics: dict) -> dict:
         """Add the baselines (majority, logistic regression on summary features, 1-NN), fitted on the training

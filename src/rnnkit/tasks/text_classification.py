@@ -239,7 +239,8 @@ class TextClassification(Task):
     def setup(self) -> None:
         from rnnkit.data import DataError
 
-        d, seed = self.cfg.data, self.cfg.training.seed
+        t = self.cfg.training
+        d, seed = self.cfg.data, t.seed if t.split_seed is None else t.split_seed
         train, test, ids = self._load()
         tr_ids, te_ids = ids if ids is not None else (None, None)
         n = len(train) if d.limit is None else min(d.limit, len(train))
@@ -454,6 +455,11 @@ class TextClassification(Task):
             rec["tokens"], rec["truncated"] = int(raw[i]), bool(raw[i] > data.lengths[i])
             out.append(rec)
         return out
+
+    def combine(self, outputs: list) -> torch.Tensor:  # noqa: D102 - see Objective.combine
+        from rnnkit.training.ensemble import mean_probabilities, mean_sigmoid
+
+        return mean_sigmoid(outputs) if len(self.classes) == 2 else mean_probabilities(outputs)
 
     def finalize_metrics(self, metrics: dict) -> dict:
         """Add the baselines (majority, TF-IDF + logistic regression), fitted on the training texts and scored on

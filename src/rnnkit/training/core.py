@@ -119,6 +119,12 @@ class Objective:
     def predict(self, model: nn.Module, data: Any, device: torch.device) -> list[dict]:
         raise NotImplementedError
 
+    def combine(self, outputs: list) -> Any:
+        """An ensemble's output from its members' (each the model's forward result on the same inputs): e.g. the
+        log of the mean class probabilities (:mod:`rnnkit.training.ensemble`). Objectives that cannot be
+        ensembled leave this unimplemented, and ``training.ensemble`` is refused for them."""
+        raise NotImplementedError
+
     def finalize_metrics(self, metrics: dict) -> dict:
         """The final ``metrics.json`` mapping before it is written (e.g. lift out baselines); default: as is."""
         return metrics
