@@ -128,3 +128,30 @@ def test_ensembles_refused_where_they_do_not_combine():
            "training": {"ensemble": 2, "device": "cpu"}}
     with pytest.raises(ConfigError, match="training.ensemble does not apply to task: adding"):
         build_fit(bad, None, quiet=True)
+
+
+def test_chunked_long_texts_keep_what_truncation_drops(tmp_path):
+    from rnnkit.data.text import chunks
+
+    assert chunks(list(range(10)), 4) == [[0, 1, 2, 3], [4, 5, 6, 7], [6, 7, 8, 9]]
+    assert chunks([1, 2], 4) == [[1, 2]]
+    rng = np.random.default_rng(0)
+    filler = [f"w{i}" for i in range(20)]
+    rows = ["text,label"]
+    for i in range(160):  # the class word is among the first 3 of 40 words: pre-truncation to 10 drops it
+        label = "pos" if i % 2 else "neg"
+        words = [("good" if label == "pos" else "bad")] + list(rng.choice(filler, 39))
+        rows.append(f"{' '.join(words)},{label}")
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    results = {}
+    for mode in ("pre", "chunk"):
+        cfg = {"name": mode, "task": "text_classification",
+               "model": {"cell": "gru", "hidden_size": 16, "embedding_dim": 16, "pooling": "meanmax"},
+               "data": {"source": "csv", "path": str(tmp_path / "d.csv"), "max_length": 10, "truncating": mode,
+                        "test_fraction": 0.25, "val_fraction": 0.1},
+               "training": {"epochs": 8, "lr": 0.01, "batch_size": 16, "num_threads": 1, "device": "cpu",
+                            "baselines": False}}
+        _, m = fit(cfg, tmp_path / mode, quiet=True)
+        results[mode] = m["test"]
+    assert results["pre"]["count"] == results["chunk"]["count"] == 40  # documents, not windows
+    assert results["chunk"]["accuracy"] >= 0.9 and results["pre"]["accuracy"] <= 0.75

@@ -120,11 +120,21 @@ class Vocabulary:
 
 def truncate(ids: Sequence[int], max_length: int | None, mode: str = "pre") -> list[int]:
     """Keep at most ``max_length`` ids: ``pre`` drops from the start (keeps the end, Keras' default),
-    ``post`` drops from the end."""
+    ``post`` drops from the end (``chunk``, which keeps everything in windows, shows the start here)."""
     ids = list(ids)
     if max_length is None or len(ids) <= max_length:
         return ids
     return ids[-max_length:] if mode == "pre" else ids[:max_length]
+
+
+def chunks(ids: Sequence[int], max_length: int) -> list[list[int]]:
+    """A text's ids in windows of ``max_length``: consecutive, the last one ending at the text's end (so it may
+    overlap the one before); a text that fits is one window."""
+    ids = list(ids)
+    if len(ids) <= max_length:
+        return [ids]
+    starts = list(range(0, len(ids) - max_length, max_length)) + [len(ids) - max_length]
+    return [ids[s: s + max_length] for s in starts]
 
 
 # ---- encoded corpora and batches -----------------------------------------------------------------------
@@ -141,6 +151,8 @@ class Corpus:
     lengths: torch.Tensor
     y: torch.Tensor
     raw_lengths: torch.Tensor | None = None  # (N,) token counts before truncation, when known
+    doc: torch.Tensor | None = None  # (N,) with chunking: the document each row (a window) comes from
+    doc_lengths: torch.Tensor | None = None  # (documents,) with chunking: each document's token count
 
     def __len__(self) -> int:
         return len(self.lengths)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
-from rnnkit.data.text import Corpus, TextData, Tokenizer, Vocabulary, safe_text
+from rnnkit.data.text import Corpus, TextData, Tokenizer, Vocabulary, chunks, safe_text
 from rnnkit.tasks import register_task
 from rnnkit.tasks.base import ExportSpec, StepResult, Task, batch_indices
 from rnnkit.tasks.common import classification_metrics, confusion_matrix, make_rnn
@@ -81,7 +81,8 @@ class TextDataConfig(DataConfig):
     num_words: int | None = 10000  # vocabulary cap, <pad> and <oov> included (Keras' num_words)
     min_freq: int = 1  # tokens seen fewer times in the training split map to <oov>
     max_length: int | None = 200  # truncate texts to this many tokens; null: keep all
-    truncating: Literal["pre", "post"] = "pre"  # pre: drop the start (keep the end), post: drop the end
+    truncating: Literal["pre", "post", "chunk"] = "pre"  # pre: drop the start (keep the end), post: drop the end;
+    #   chunk: keep all, in windows of max_length (each trained on; their probabilities averaged per document)
     bucketing: bool = True  # batches of similar length (less padding); false: plain shuffling
     bucket_size: int = 50  # batches per sorted chunk
 
@@ -307,9 +308,32 @@ class TextClassification(Task):
                 raise DataError(f"{where} has label(s) {', '.join(unknown[:5])} that the model does not know "
                                 f"({', '.join(self.classes)}); relabel the data")
             y = [index[lab] for lab in data.labels]
+        if d.truncating == "chunk" and d.max_length is not None:
+            windows = [chunks(s, d.max_length) for s in ids]
+            doc = [i for i, w in enumerate(windows) for _ in w]
+            flat = [c for w in windows for c in w]
+            corpus = Corpus.from_ids(flat, None if y is None else [y[i] for i in doc], oov=self.vocab.oov)
+            corpus.raw_lengths = corpus.lengths.clone()  # no window is truncated
+            corpus.doc = torch.tensor(doc, dtype=torch.int64)
+            corpus.doc_lengths = torch.tensor([len(s) for s in ids], dtype=torch.int64)
+            return corpus
         corpus = Corpus.from_ids(ids, y, max_length=d.max_length, truncating=d.truncating, oov=self.vocab.oov)
         corpus.raw_lengths = torch.tensor([len(s) for s in ids], dtype=torch.int64)
         return corpus
+
+    @staticmethod
+    def documents(data: Corpus, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-row probabilities -> (per-document probabilities (D, K): the mean over each document's windows,
+        per-document labels (D,)); the rows themselves without chunking."""
+        if data.doc is None:
+            return probs, data.y.numpy()
+        doc = data.doc.numpy()
+        n = np.bincount(doc)
+        out = np.zeros((len(n), probs.shape[1]))
+        np.add.at(out, doc, probs)
+        y = np.zeros(len(n), np.int64)
+        y[doc] = data.y.numpy()
+        return out / n[:, None], y
 
     def as_input(self, data, where: str = "input", labels: bool = True) -> Corpus:
         """A path (CSV/TSV/JSONL file, a folder of ``<class>/*.txt``, or any other file as one text per line),
@@ -439,7 +463,11 @@ class TextClassification(Task):
 
     def evaluate(self, model: nn.Module, data: Corpus, device: torch.device) -> dict:
         loss, probs = self.probabilities(model, data, device)
-        y = data.y.numpy()
+        if data.doc is not None:  # one prediction per document: the mean of its windows' probabilities
+            probs, y = self.documents(data, probs)
+            loss = float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).sum())
+        else:
+            y = data.y.numpy()
         return {"loss": loss / max(len(y), 1), **text_metrics(y, probs), "count": len(y)}
 
     def predict(self, model: nn.Module, data: Corpus, device: torch.device) -> list[dict]:
@@ -447,12 +475,18 @@ class TextClassification(Task):
         number of tokens and whether the text was truncated to ``data.max_length``."""
         _, probs = self.probabilities(model, data, device)
         raw = data.raw_lengths if getattr(data, "raw_lengths", None) is not None else data.lengths
+        if data.doc is not None:  # documents, not windows
+            probs, _ = self.documents(data, probs)
+            raw = data.doc_lengths
+            shown = torch.zeros(len(raw), dtype=torch.int64)  # nothing is dropped
+        else:
+            shown = data.lengths
         out = []
         for i, p in enumerate(probs.tolist()):
             c = int(np.argmax(p))
             rec = {"index": i, "predicted": self.classes[c], "probability": round(p[c], 6)}
             rec.update({f"p_{name}": round(v, 6) for name, v in zip(self.classes, p, strict=True)})
-            rec["tokens"], rec["truncated"] = int(raw[i]), bool(raw[i] > data.lengths[i])
+            rec["tokens"], rec["truncated"] = int(raw[i]), bool(data.doc is None and raw[i] > shown[i])
             out.append(rec)
         return out
 
@@ -471,7 +505,8 @@ class TextClassification(Task):
             return metrics
         texts = {k: self.texts.get(k) if any(self.texts.get(k) or []) else self._decoded(self.splits[k])
                  for k in ("train", "test")}  # pre-tokenized sources (imdb-npz) have ids only
-        base, skip = baselines.text_baselines(texts["train"], train.y.numpy(), texts["test"], test.y.numpy())
+        labels = {k: self.documents(c, np.zeros((len(c), 1)))[1] for k, c in (("train", train), ("test", test))}
+        base, skip = baselines.text_baselines(texts["train"], labels["train"], texts["test"], labels["test"])
         metrics["baselines"] = base
         if skip:
             metrics["baselines_skipped"] = skip
