@@ -220,3 +220,32 @@ def test_callback_keeps_a_stateful_tasks_carry(tmp_path):
     assert torch.equal(task.carry, torch.ones(1, 2, 3))
     rec = json.loads((tmp_path / "diagnostics" / "grad_through_time.jsonl").read_text())
     assert rec["step"] == 0 and len(rec["layers"]["layer 0"]["norms"]) == 4
+
+
+def test_exact_zeros_before_any_input_are_not_a_vanishing_gradient():
+    import torch
+
+    from rnnkit.diagnostics.through_time import Trace
+
+    g = torch.ones(2, 6, 3)
+    g[:, :2] = 0.0  # no path to the loss from the first two steps (relu off), then a steady gradient
+    t = Trace("layer 0", "indrnn", False, torch.zeros(2, 6, 3), grad=g)
+    assert t.ratio == 0.0 and t.zero_lead == 2 and t.tail_ratio == 1.0 and t.status == "healthy"
+    g[:, 2:5] = 1e-9  # and a gradient that does decay is still called so
+    assert Trace("layer 0", "rnn", False, torch.zeros(2, 6, 3), grad=g).status == "vanishing"
+
+
+def test_diagonal_cells_record_their_retention():
+    import torch
+
+    from rnnkit.diagnostics.through_time import gate_statistics, trace
+    from rnnkit.layers import IndRNN, MinGRU
+
+    for layer in (MinGRU(2, 4), IndRNN(2, 4)):
+        x = torch.randn(3, 7, 2)
+        g = trace(layer, lambda m, x=x: m(x)[0].sum())
+        rows = {r["gate"]: r for r in gate_statistics(g.layers)}
+        assert "retention" in rows and 0.0 <= rows["retention"]["mean"] <= 1.0 + 1e-6
+        if isinstance(layer, MinGRU):  # 1 - z
+            z = torch.sigmoid(torch.nn.functional.linear(x, layer.weight_ih_l0, layer.bias_ih_l0)[..., :4])
+            torch.testing.assert_close(g.layers[0].gates["retention"], 1 - z)

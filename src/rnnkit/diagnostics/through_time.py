@@ -65,6 +65,21 @@ class Trace:
         return float(n[0] / n[-1]) if n[-1] > 0 else float("nan")
 
     @property
+    def zero_lead(self) -> int:
+        """Leading steps (in reading order) where |dL/dh| is exactly 0 while later steps have some: steps with no
+        path to the loss at all (relu units switched off before an input arrives), not a gradient that decayed."""
+        n = self.norms[::-1] if self.reverse else self.norms
+        nonzero = np.flatnonzero(n > 0)
+        return int(nonzero[0]) if len(nonzero) and n[0] == 0 else 0
+
+    @property
+    def tail_ratio(self) -> float:
+        """:attr:`ratio` from the first step with any gradient (see :attr:`zero_lead`)."""
+        n = self.norms[::-1] if self.reverse else self.norms
+        k = self.zero_lead
+        return float(n[k] / n[-1]) if n[-1] > 0 else float("nan")
+
+    @property
     def per_step(self) -> float:
         """The geometric mean factor by which |dL/dh| changes per step back in time: ratio ** (1/(T-1))."""
         steps = len(self.norms) - 1
@@ -73,7 +88,7 @@ class Trace:
 
     @property
     def status(self) -> str:
-        r = self.ratio
+        r = self.tail_ratio if self.zero_lead else self.ratio
         if math.isnan(r):
             return "no gradient"
         return "vanishing" if r < VANISHING else "exploding" if r > EXPLODING else "healthy"
@@ -102,6 +117,10 @@ class GradientReport:
         for t in self.layers:
             if math.isnan(t.ratio):
                 ratio = "no gradient reaches the last step"
+            elif t.ratio == 0 and t.zero_lead:
+                ratio = (f"|dL/dh| is exactly 0 over the first {t.zero_lead} of {len(t.norms)} steps (no path from "
+                         f"there to the loss: units switched off, e.g. relu before an input arrives), then "
+                         f"{t.tail_ratio:.2g} x the last")
             elif t.ratio == 0:
                 ratio = f"|dL/dh| at the first step underflows to 0 ({len(t.norms)} steps)"
             else:
