@@ -115,3 +115,20 @@ def test_early_stopping_waits_for_min_steps(tmp_path):
     _, waited = fit(_cfg(epochs=10, patience=1, lr=1e-12, min_steps=24), tmp_path / "b", quiet=True)
     assert early["stopped"] == "early_stopping" and early["epochs"] == 2
     assert waited["stopped"] == "early_stopping" and waited["epochs"] == 6  # 24 steps = 6 epochs of 4
+
+
+def test_early_stopping_counted_in_steps_with_mid_epoch_validation(tmp_path):
+    # 4 steps an epoch; validation every 2 steps; nothing improves after the first check (lr ~0)
+    run, m = fit(_cfg(epochs=10, lr=1e-12, eval_every_steps=2, patience_steps=5), tmp_path / "s", quiet=True)
+    state = _state(run)
+    assert m["stopped"] == "early_stopping" and state["best_step"] == 2
+    assert m["steps"] == 7 or m["steps"] == 8  # stopped at the first check (or epoch end) >= best + 5
+    _, again = fit(None, resume=run, quiet=True)
+    assert again["steps"] == m["steps"] and again["stopped"] == "early_stopping"  # a stopped run stays stopped
+
+
+def test_mid_epoch_validation_keeps_the_best_checkpoint(tmp_path):
+    run, m = fit(_cfg(epochs=2, eval_every_steps=1), tmp_path / "b", quiet=True)
+    assert 1 <= _state(run)["best_step"] <= 8
+    best = json.loads((run / "checkpoints" / "best" / "state.json").read_text())
+    assert best["global_step"] == _state(run)["best_step"] or best["global_step"] == 8

@@ -102,7 +102,7 @@ def resolve_run_dir(cfg: Config, out: str | Path | None) -> Path:
 # what ``--resume --set`` may change: nothing that changes a weight's shape, the data, or what a step computes
 RESUMABLE = ("training.epochs", "training.patience", "training.num_threads", "training.eval_batch_size",
              "training.checkpoint_every_steps", "training.tensorboard", "training.device", "training.max_time",
-             "training.max_steps")
+             "training.max_steps", "training.patience_steps")
 
 
 def check_resume_overrides(overrides: typing.Sequence[str]) -> None:

@@ -195,6 +195,8 @@ class TrainingConfig:
     eval_batch_size: int = 256
     clip_norm: float | None = 1.0  # max global gradient norm; null: no clipping (the norm is still logged)
     patience: int | None = None  # early stopping: epochs without improvement of `monitor`; null: off
+    patience_steps: int | None = None  # early stopping: optimizer steps without improvement of `monitor`
+    eval_every_steps: int | None = None  # also validate every N steps (mid-epoch best checkpoints, patience_steps)
     monitor: str = "val_loss"  # metric for best checkpoint / early stopping / plateau (val_<metric>)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -216,7 +218,7 @@ class TrainingConfig:
         if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ConfigError(f"training.warmup_steps must be a whole number >= 0, got {self.warmup_steps!r}")
         for key in ("clip_norm", "patience", "num_threads", "checkpoint_every_steps", "min_steps", "max_steps",
-                    "max_time"):
+                    "max_time", "patience_steps", "eval_every_steps"):
             if getattr(self, key) is not None:
                 _positive(self, key)
         if self.weight_decay < 0 or self.min_lr < 0:

@@ -217,6 +217,7 @@ class State:
     global_step: int = 0
     best: float | None = None
     best_epoch: int | None = None
+    best_step: int = 0  # the optimizer step of the best value (early stopping in steps)
     bad_epochs: int = 0
     stopped: str | None = None  # "early_stopping" once patience ran out, "max_steps"/"max_time" at a budget
     history: list = field(default_factory=list)
@@ -326,7 +327,8 @@ class Trainer:
         carry = {f"carry.{k}": v for k, v in self.objective.carry_tensors().items()}
         s = self.state
         meta = {"epoch": s.epoch, "step_in_epoch": s.step_in_epoch, "global_step": s.global_step, "best": s.best,
-                "best_epoch": s.best_epoch, "bad_epochs": s.bad_epochs, "stopped": s.stopped,
+                "best_epoch": s.best_epoch, "best_step": s.best_step, "bad_epochs": s.bad_epochs,
+                "stopped": s.stopped,
                 "history": s.history, "accum": s.accum, "seconds": s.seconds, "optimizer": opt_meta,
                 "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_meta,
                 "task": self.data.state(), "callbacks": {k: cb.state() for k, cb in self.callbacks.items()},
@@ -404,7 +406,8 @@ class Trainer:
         for k, cb in self.callbacks.items():
             cb.load_state(meta["callbacks"].get(k, {}))
         self.state = State(**{k: meta[k] for k in ("epoch", "step_in_epoch", "global_step", "best", "best_epoch",
-                                                    "bad_epochs", "stopped", "history", "accum", "seconds")})
+                                                    "bad_epochs", "stopped", "history", "accum", "seconds")},
+                           best_step=meta.get("best_step", 0))
 
     # ---- one step --------------------------------------------------------------------------------------
     def train_step(self, batch) -> tuple[float, int, dict]:
@@ -496,6 +499,14 @@ class Trainer:
                     self.ctx.epoch, self.ctx.global_step = s.epoch, s.global_step
                     run_metric = a["sums"][metric] / a["count"] if metric in a["sums"] else None
                     progress.update(count, a["loss"] / a["count"], run_metric)
+                    every_eval = t.eval_every_steps
+                    if every_eval and s.global_step % every_eval == 0 and s.step_in_epoch < self.steps_per_epoch:
+                        a["seconds"] += time.perf_counter() - t0
+                        self._evaluate_mid_epoch()
+                        t0 = time.perf_counter()
+                        if self._steps_patience_out():
+                            s.stopped = "early_stopping"
+                            break
                     if (t.max_steps or t.max_time) and s.step_in_epoch < self.steps_per_epoch:
                         s.stopped = self._over_budget(a["seconds"] + time.perf_counter() - t0)
                         if s.stopped:  # the epoch ends here: evaluated, checkpointed and reported as any
@@ -515,7 +526,9 @@ class Trainer:
                     progress.message(f"stopped: training.{s.stopped} = {value:g} {BUDGETS[s.stopped]} reached at "
                                      f"step {s.global_step} (epoch {s.epoch})")
                 elif s.stopped:
-                    progress.message(f"early stopping: {monitor} did not improve for {t.patience} epochs")
+                    waited = (f"{t.patience} epochs" if s.bad_epochs >= (t.patience or 10**9)
+                              else f"{s.global_step - s.best_step} steps")
+                    progress.message(f"early stopping: {monitor} did not improve for {waited}")
         except TrainingDiverged as e:
             progress.close()
             raise TrainingDiverged(f"{e}; training stopped, {self._last_good()}; lower training.lr or set "
@@ -528,6 +541,28 @@ class Trainer:
             cb.on_train_end(self.ctx)
         if self.dist.world > 1:
             torch.distributed.barrier()
+
+    def _steps_patience_out(self) -> bool:
+        """``patience_steps`` optimizer steps without a better ``monitor`` (and ``min_steps`` done)."""
+        t, s = self.training, self.state
+        if not t.patience_steps or s.best is None or (t.min_steps and s.global_step < t.min_steps):
+            return False
+        return s.global_step - s.best_step >= t.patience_steps
+
+    def _evaluate_mid_epoch(self) -> None:
+        """Validation every ``eval_every_steps`` steps: a better ``monitor`` is the new best checkpoint (mid-epoch,
+        resumable as any), and the steps-based patience counts from it. Not a row of metrics.csv."""
+        t, s = self.training, self.state
+        if "val" not in self.data.splits or not t.monitor.startswith("val_"):
+            return
+        with self.ema.applied(self.model) if self.ema is not None else nullcontext():
+            val = self.objective.evaluate(self.model, self.data.splits["val"], self.device)
+        self.model.train()
+        value = float(val[t.monitor.removeprefix("val_")])
+        if better(value, s.best, t.monitor):
+            s.best, s.best_step = value, s.global_step
+            s.best_epoch = s.epoch + 1
+            self.save("best", "last")
 
     def _end_epoch(self) -> dict:
         t, s, a = self.training, self.state, self.state.accum
@@ -544,11 +579,13 @@ class Trainer:
         self.schedule.after_epoch(value)
         improved = better(value, s.best, t.monitor)
         if improved:
-            s.best, s.best_epoch, s.bad_epochs = value, s.epoch + 1, 0
+            s.best, s.best_epoch, s.bad_epochs, s.best_step = value, s.epoch + 1, 0, s.global_step
         else:
             s.bad_epochs += 1
         waited = not t.min_steps or s.global_step >= t.min_steps  # early stopping waits for min_steps
         if t.patience is not None and s.bad_epochs >= t.patience and s.stopped is None and waited:
+            s.stopped = "early_stopping"
+        if self._steps_patience_out() and s.stopped is None:
             s.stopped = "early_stopping"
         s.history.append(row)
         s.seconds += a["seconds"]
