@@ -111,6 +111,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     run = Run.load(args.run, checkpoint=args.checkpoint)
     if args.text is not None:
         require(run, "text", "rnnkit predict --text")
+    if args.beam is not None or args.n_best is not None:
+        if not hasattr(run.task, "decode_options"):
+            raise UsageError("--beam and --n-best apply to seq2seq runs")
+        beam = args.beam or max(run.config.model.beam_size, args.n_best or 1)
+        if beam < 1 or (args.n_best or 1) < 1 or (args.n_best or 1) > beam:
+            raise UsageError("--beam and --n-best must be >= 1, with --n-best <= --beam")
+        run.task.decode_options = {"beam_size": beam, "n_best": args.n_best or 1}
     records = run.predict(args.input if args.text is None else list(args.text))
     if args.output is None:
         import csv
@@ -141,6 +148,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         from rnnkit.data.text import read_lines
 
         texts = read_lines(args.input)
+    if run.config.task == "seq2seq":  # the attention matrices
+        return _explain_attention(run, texts, Path(args.output))
     exps = explain_texts(run, texts, steps=args.steps)
     for i, e in enumerate(exps):
         top = sorted(zip(e.scores, e.tokens, strict=True), key=lambda st: -abs(st[0]))[:5]
@@ -149,6 +158,31 @@ def cmd_explain(args: argparse.Namespace) -> int:
     out = Path(args.output)
     out.write_text(page(exps) if out.suffix == ".html" else json.dumps([e.to_dict() for e in exps], indent=1) + "\n")
     print(f"explanations written to {out}", file=sys.stderr)
+    return 0
+
+
+def _explain_attention(run, texts: list[str], out: Path) -> int:
+    """``rnnkit explain`` of a seq2seq run: each output token's attention over the source, as a heat map page
+    (or JSON)."""
+    import html
+
+    from rnnkit.report import have_matplotlib, png
+    from rnnkit.tasks.seq2seq import attention_figure
+
+    items = run.task.attention(run.model, texts, run.device)
+    if not items:
+        raise UsageError(f"{run.path} was trained with model.attention: none; there is no attention to show")
+    for i, it in enumerate(items):
+        print(f"text {i}: {' '.join(it['output'][:-1])}")
+    if out.suffix == ".json":
+        out.write_text(json.dumps([{"source": it["source"], "output": it["output"],
+                                    "weights": it["weights"].round(4).tolist()} for it in items], indent=1) + "\n")
+    else:
+        if not have_matplotlib():
+            raise UsageError("the heat map needs matplotlib (pip install 'rnnkit[report]'); or use --output x.json")
+        body = "".join(f"<h2>{html.escape(''.join(it['source']))}</h2>" + png(attention_figure(it)) for it in items)
+        out.write_text(f"<!doctype html><meta charset='utf-8'><title>attention</title>{body}")
+    print(f"attention written to {out}", file=sys.stderr)
     return 0
 
 
@@ -408,6 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("input", nargs="?", help=".npz or .csv file of sequences (text runs: CSV/TSV/JSONL, or one text "
                    "per line)")
     s.add_argument("--text", action="append", metavar="TEXT", help="text runs: a text to classify (repeatable)")
+    s.add_argument("--beam", type=int, help="seq2seq: beam size (default: the run's model.beam_size)")
+    s.add_argument("--n-best", type=int, dest="n_best", help="seq2seq: outputs per input, with their scores")
     s.add_argument("--output", help=".csv or .json file (default: CSV on stdout)")
     s.add_argument("--checkpoint", default="best", choices=["best", "last"])
     s.set_defaults(func=cmd_predict)

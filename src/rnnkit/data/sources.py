@@ -28,11 +28,11 @@ from typing import Any
 
 from rnnkit.errors import ConfigError
 
-MODALITIES = ("sequences", "text", "series", "corpus")
+MODALITIES = ("sequences", "text", "series", "corpus", "pairs")
 SOURCES: dict[str, dict[str, Source]] = {m: {} for m in MODALITIES}
 # modality -> the modules that register its built-in sources (imported on first use)
 _BUILTIN = {"sequences": ("rnnkit.data.sequence_sources",), "text": ("rnnkit.data.text", "rnnkit.data.imdb"),
-            "series": ("rnnkit.data.series",), "corpus": ("rnnkit.data.corpus",)}
+            "series": ("rnnkit.data.series",), "corpus": ("rnnkit.data.corpus",), "pairs": ("rnnkit.data.pairs",)}
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ _BUILTIN = {
     "text_classification": "rnnkit.tasks.text_classification",
     "language_model": "rnnkit.tasks.language_model",
     "adding": "rnnkit.tasks.long_range", "copy": "rnnkit.tasks.long_range",
+    "seq2seq": "rnnkit.tasks.seq2seq",
 }
 
 

@@ -1,0 +1,108 @@
+"""task: seq2seq - the pairs readers (CMUdict fixture), metrics by hand, attention masks, beam = greedy at 1,
+exact resume, the CLI (predict --text --beam --n-best, explain)."""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import pytest
+import torch
+
+from rnnkit.build import fit, load_config
+from rnnkit.cli import main
+from rnnkit.data.pairs import Pairs, cmudict_part, read_cmudict, read_table
+from rnnkit.tasks.seq2seq import Seq2SeqTask, beam_search, edit_distance, error_rates, greedy, pad
+
+TINY = {"name": "g2p", "task": "seq2seq",
+        "model": {"cell": "gru", "hidden_size": 24, "embedding_dim": 16, "bidirectional": True},
+        "data": {"source": "embedded", "name": "g2p"},
+        "training": {"epochs": 2, "batch_size": 64, "lr": 0.005, "num_threads": 1, "device": "cpu"}}
+
+
+def test_cmudict_reader_folds_variants_strips_comments_keeps_stress(tmp_path):
+    (tmp_path / "cmudict.dict").write_text(
+        "# a comment line\nread R IY1 D\nread(2) R EH1 D # past tense\nzyzzyva Z IH0 Z IY1 V AH0\n\nread(3) R IY1 D\n")
+    d = read_cmudict(tmp_path)
+    assert d == {"read": ["R IY1 D", "R EH1 D"], "zyzzyva": ["Z IH0 Z IY1 V AH0"]}
+    assert cmudict_part("read") == ("test" if zlib.crc32(b"read") % 20 == 0 else "val" if zlib.crc32(b"read") % 20
+                                    == 1 else "train")
+
+
+def test_pairs_from_a_table_fold_repeated_sources(tmp_path):
+    (tmp_path / "p.tsv").write_text("src\ttgt\nhello\tbonjour\nhello\tsalut\ncat\tchat\n")
+    p = read_table(tmp_path / "p.tsv", "src", "tgt")
+    assert p.sources == ["hello", "cat"] and p.references == [["bonjour", "salut"], ["chat"]]
+    assert Pairs.from_rows([("a", "x"), ("a", "x")]).references == [["x"]]
+
+
+def test_error_rates_by_hand():
+    assert edit_distance(list("kitten"), list("sitting")) == 3
+    hyps = [["K", "AE1", "T"], ["D", "AO1", "G"]]
+    refs = [[["K", "AE1", "T"]], [["D", "AA1", "G", "Z"], ["D", "AO1", "G", "Z"]]]
+    r = error_rates(hyps, refs)
+    assert r["wer"] == 0.5  # the second is none of its references
+    assert r["ter"] == pytest.approx((0 + 1) / (3 + 4))  # closest reference of the second: 1 edit, length 4
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("s2s") / "run"
+    fit(TINY, out, quiet=True)
+    return out
+
+
+def _model_and_task(run):
+    import rnnkit
+
+    r = rnnkit.Run.load(run)
+    return r.model, r.task
+
+
+def test_attention_ignores_padding_and_beam_one_is_greedy(run):
+    model, task = _model_and_task(run)
+    srcs = [task.src_vocab.encode(w) for w in ("cat", "photographers")]
+    batch = pad(srcs)
+    lengths = torch.tensor([len(s) for s in srcs])
+    enc = model.encode(batch, lengths)
+    _, _, w = model.step(torch.full((2,), 2), enc)
+    assert torch.all(w[0, 3:] == 0) and torch.allclose(w.sum(-1), torch.ones(2))
+    seqs, scores, _ = greedy(model, batch, lengths, 30)
+    alone, _, _ = greedy(model, pad(srcs[:1]), lengths[:1], 30)
+    assert seqs[0] == alone[0]  # padding does not change the short item's output
+    beams = beam_search(model, batch, lengths, 30, beam=1)
+    assert [b[0][0] for b in beams] == seqs
+    assert beams[0][0][1] == pytest.approx(scores[0], abs=1e-4)
+    five = beam_search(model, batch, lengths, 30, beam=5, n_best=3)
+    assert all(len(b) == 3 and len({tuple(ids) for ids, _ in b}) == 3 for b in five)  # three different outputs
+
+
+def test_metrics_and_resume_are_exact(run, tmp_path):
+    m = json.loads((run / "metrics.json").read_text())
+    assert {"loss", "wer", "ter", "count"} <= set(m["test"]) and 0 <= m["test"]["wer"] <= 1
+    cut, _ = fit({**TINY, "training": {**TINY["training"], "epochs": 1}}, tmp_path / "cut", quiet=True)
+    _, resumed = fit(None, resume=cut, overrides=["training.epochs=2"], quiet=True)
+    assert resumed["test"] == m["test"]
+
+
+def test_cli_predict_beam_n_best_and_explain(run, tmp_path, capsys):
+    assert main(["predict", str(run), "--text", "zyzzyva", "--text", "cat", "--beam", "4", "--n-best", "2",
+                 "--output", str(tmp_path / "p.json")]) == 0
+    recs = json.loads((tmp_path / "p.json").read_text())
+    assert [r["rank"] for r in recs] == [1, 2, 1, 2] and recs[0]["source"] == "zyzzyva"
+    assert recs[0]["log_prob"] >= recs[1]["log_prob"]
+    assert main(["explain", str(run), "--text", "cat", "--output", str(tmp_path / "a.json")]) == 0
+    att = json.loads((tmp_path / "a.json").read_text())
+    assert att[0]["source"] == ["c", "a", "t"] and len(att[0]["weights"][0]) == 3
+    assert main(["predict", str(run), "--text", "cat", "--beam", "2", "--n-best", "3"]) == 2
+    assert "--n-best <= --beam" in capsys.readouterr().err
+
+
+def test_config_checks():
+    with pytest.raises(Exception, match="model.n_best"):
+        load_config({**TINY, "model": {**TINY["model"], "n_best": 3}})
+    with pytest.raises(Exception, match="dot needs equal"):  # a bidirectional encoder is twice as wide
+        load_config({**TINY, "model": {**TINY["model"], "attention": "dot"}})
+    task = Seq2SeqTask(load_config({**TINY, "model": {**TINY["model"], "attention": "dot", "bidirectional": False}}))
+    task.setup()
+    assert task.build_model().attn.kind == "dot"
