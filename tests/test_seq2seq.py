@@ -106,3 +106,17 @@ def test_config_checks():
     task = Seq2SeqTask(load_config({**TINY, "model": {**TINY["model"], "attention": "dot", "bidirectional": False}}))
     task.setup()
     assert task.build_model().attn.kind == "dot"
+
+
+def test_the_estimator(tmp_path):
+    import rnnkit
+
+    words = ["cat", "cats", "bat", "bats", "hat", "hats", "mat", "mats"] * 8
+    phones = [" ".join(w.upper()) for w in words]  # a toy "pronunciation": the letters
+    est = rnnkit.Seq2Seq(cell="gru", hidden_size=16, embedding_dim=8, epochs=15, lr=0.02, batch_size=16,
+                         num_threads=1, device="cpu", val_fraction=0.0, monitor="train_loss", out=str(tmp_path / "est"))
+    est.fit(words, phones)
+    assert est.predict(["cat"])[0] in {"C A T", "C A T S", "B A T", "H A T", "M A T"}
+    assert 0.0 <= est.score(words[:8], phones[:8]) <= 1.0
+    again = rnnkit.load(tmp_path / "est")
+    assert isinstance(again, rnnkit.Seq2Seq) and again.predict(["cat"]) == est.predict(["cat"])

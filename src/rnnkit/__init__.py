@@ -15,7 +15,7 @@ from typing import Any
 from rnnkit._version import __version__
 from rnnkit.layers import GRU, LSTM, RNN, IndRNN, MinGRU, MinLSTM
 
-_ESTIMATORS = ("SequenceClassifier", "TextClassifier", "Forecaster", "LanguageModel", "load")
+_ESTIMATORS = ("SequenceClassifier", "TextClassifier", "Forecaster", "LanguageModel", "Seq2Seq", "load")
 __all__ = ["GRU", "LSTM", "RNN", "IndRNN", "MinGRU", "MinLSTM", "Run", "__version__", "train", *_ESTIMATORS]
 
 

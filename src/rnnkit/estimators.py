@@ -496,7 +496,59 @@ class LanguageModel(_Estimator):
         return float(task.evaluate(self.run_.model, stream, self.run_.device)["bpc"])
 
 
-for _cls in (SequenceClassifier, TextClassifier, Forecaster, LanguageModel):
+# ---------------------------------------------------------------------------------------------- seq2seq
+class Seq2Seq(_Estimator):
+    """An encoder-decoder with attention: ``fit(sources, targets)`` on lists of strings (a target may be a list
+    of references), ``predict(sources)`` -> output strings (``beam_size``), ``score(sources, targets)`` -> 1 - word
+    error rate. Constructor arguments: the ``model`` (cell, hidden_size, attention, beam_size, ...), ``data``
+    (source_level, target_level, ...) and ``training`` keys of ``task: seq2seq``."""
+
+    _task = "seq2seq"
+
+    def fit(self, sources: Any, targets: Any, validation_data: tuple | None = None) -> Seq2Seq:
+        sources, targets = list(map(str, sources)), list(targets)
+        if len(sources) != len(targets):
+            raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
+        run_dir = self._run_dir()
+        staging = staging_dir(run_dir)
+        data: dict[str, Any] = {"source": "jsonl", "path": _write_pairs(staging / "train.jsonl", sources, targets),
+                                "source_column": "source", "target_column": "target"}
+        if validation_data is not None:
+            data["val_path"] = _write_pairs(staging / "val.jsonl", list(map(str, validation_data[0])),
+                                            list(validation_data[1]))
+        self._train(run_dir, data)
+        return self
+
+    def predict(self, sources: Any) -> list[str]:
+        """The best output per source (beam search with ``beam_size``)."""
+        self._fitted()
+        run = self.run_
+        return [r["output"] for r in run.task.predict(run.model, run.task.as_input(list(map(str, sources)),
+                                                                                     labels=False), run.device)
+                if r.get("rank", 1) == 1]
+
+    def score(self, sources: Any, targets: Any) -> float:
+        """1 - word error rate: the share of outputs equal to one of their references."""
+        from rnnkit.tasks.seq2seq import error_rates
+
+        hyps = [h.split() if self.run_.task.tgt_vocab.level == "word" else list(h) for h in self.predict(sources)]
+        refs = [[self.run_.task.tgt_vocab.split(r) for r in (t if isinstance(t, list | tuple) else [t])]
+                for t in targets]
+        return 1.0 - error_rates(hyps, refs)["wer"]
+
+
+def _write_pairs(path: Path, sources: list[str], targets: list) -> str:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for src, tgt in zip(sources, targets, strict=True):
+            for ref in tgt if isinstance(tgt, list | tuple) else [tgt]:
+                f.write(json.dumps({"source": src, "target": str(ref)}) + "\n")
+    return str(path.resolve())
+
+
+for _cls in (SequenceClassifier, TextClassifier, Forecaster, LanguageModel, Seq2Seq):
     _cls._sections, _cls._defaults = _section_defaults(_cls._task)
     if _cls is Forecaster:
         _cls._sections["test_fraction"] = "data"
@@ -518,10 +570,11 @@ def load(path: str | Path) -> _Estimator:
     from rnnkit.api import Run
 
     run = Run.load(path)
-    cls = {c._task: c for c in (SequenceClassifier, TextClassifier, Forecaster, LanguageModel)}.get(run.config.task)
+    cls = {c._task: c for c in (SequenceClassifier, TextClassifier, Forecaster, LanguageModel, Seq2Seq)}.get(
+        run.config.task)
     if cls is None:
         raise ValueError(f"{path} is a {run.config.task} run; rnnkit.load knows sequence_classification, "
-                         "text_classification, forecasting and language_model runs (use rnnkit.Run.load)")
+                         "text_classification, forecasting, language_model and seq2seq runs (use rnnkit.Run.load)")
     cfg = run.config.to_dict()
     params = {name: cfg[section][name] for name, section in cls._sections.items() if name in cfg[section]}
     est = cls(**params)
