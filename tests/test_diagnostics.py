@@ -249,3 +249,20 @@ def test_diagonal_cells_record_their_retention():
         if isinstance(layer, MinGRU):  # 1 - z
             z = torch.sigmoid(torch.nn.functional.linear(x, layer.weight_ih_l0, layer.bias_ih_l0)[..., :4])
             torch.testing.assert_close(g.layers[0].gates["retention"], 1 - z)
+
+
+def test_retention_does_not_hang_on_the_traced_graph():
+    # a retention computed on the traced graph of every earlier step made the trace quadratic in T
+    import torch
+
+    from rnnkit.layers import IndRNN
+
+    layer = IndRNN(2, 3).double()
+    h = torch.randn(4, 3, dtype=torch.float64, requires_grad=True) * 2
+    gx = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    params = {"weight_hh": layer.weight_hh_l0, "bias_hh": layer.bias_hh_l0}
+    with torch.no_grad():
+        r = layer.cell.retention(gx, h, params)
+    assert r.grad_fn is None and not r.requires_grad
+    want = layer.cell.bounded(params).abs() * ((gx + layer.cell.bounded(params) * h + layer.bias_hh_l0) > 0)
+    torch.testing.assert_close(r, want.detach().to(r.dtype))

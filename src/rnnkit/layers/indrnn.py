@@ -74,13 +74,14 @@ class IndRNNCell(Cell):
         return (hs if active is None else hs * active.unsqueeze(2)), (last,)
 
     def retention(self, gx, h, p: Params) -> torch.Tensor:  # noqa: D102 - see Cell.retention
-        a = gx.detach().requires_grad_()
-        with torch.enable_grad():
-            pre = torch.addcmul(a, self.bounded(p), h)
-            if p["bias_hh"] is not None:
-                pre = pre + p["bias_hh"]
-            (slope,) = torch.autograd.grad(self.act(pre).sum(), a)  # f'(a_t) of any activation, elementwise
-        return self.bounded(p).abs() * slope
+        u = self.bounded(p).detach()
+        pre = torch.addcmul(gx.detach(), u, h.detach())
+        if p["bias_hh"] is not None:
+            pre = pre + p["bias_hh"].detach()
+        with torch.enable_grad():  # f'(a_t) of any activation, elementwise, on a graph of this step alone
+            a = pre.requires_grad_()
+            (slope,) = torch.autograd.grad(self.act(a).sum(), a)
+        return u.abs() * slope
 
     def step(self, gx, h_rec, state, p: Params):  # noqa: D102 - see Cell.step
         a = torch.addcmul(gx, self.bounded(p), h_rec)
