@@ -72,7 +72,7 @@ def markdown(rows: list[dict]) -> str:
             return "-"
         if "error" in r:
             return "diverged"
-        metric = f"{r['metric']:.4f}" if adding else f"{100 * r['metric']:.1f} %"
+        metric = f"{r['metric']:.2g}" if adding else f"{100 * r['metric']:.1f} %"
         return f"{metric} ({r['train_seconds']:.0f} s, {r['steps']} st)"
 
     by = {}

@@ -134,4 +134,4 @@ def test_verbs_follow_what_the_run_offers(run_dir, capsys):
     assert main(["generate", str(run_dir)]) == 2
     assert "needs a run of task: language_model" in capsys.readouterr().err
     assert main(["predict", str(run_dir), "--text", "hello"]) == 2
-    assert "needs a run of task: text_classification" in capsys.readouterr().err
+    assert "needs a run of task: seq2seq or task: text_classification" in capsys.readouterr().err
