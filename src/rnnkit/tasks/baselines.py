@@ -8,7 +8,7 @@ not installed, with how to get it (``pip install 'rnnkit[baselines]'``: scikit-l
 * sequence classification: majority class; logistic regression on per-sequence summary features (mean, std, min,
   max, first and last value of every feature over the sequence's valid steps); 1-nearest neighbour on the raw
   sequences (equal lengths only; at most ``KNN_MAX`` training sequences, a seeded sample beyond that).
-* text: majority class; TF-IDF of word 1-2 grams + logistic regression.
+* text: majority class; TF-IDF of word 1-2 grams (min_df 2 from 100 training texts) + logistic regression.
 * language model: unigram, and an interpolated Witten-Bell n-gram model (characters or words) — in bits per
   token, as the model.
 * forecasting (``rnnkit.forecast.statistical``): ETS and Theta beside naive, seasonal naive and the mean.
@@ -156,9 +156,12 @@ def text_baselines(train_texts: list[str], train_y: np.ndarray, test_texts: list
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2 if len(train_texts) >= 100 else 1, sublinear_tf=True)
     clf = LogisticRegression(max_iter=2000, C=10.0)
-    clf.fit(vec.fit_transform(train_texts), train_y)
+    try:
+        clf.fit(vec.fit_transform(train_texts), train_y)
+    except ValueError as exc:  # no usable terms (tiny or empty texts): reported, not fatal
+        return out, {"tfidf_logistic_regression": f"could not be fitted: {exc}"}
     out["tfidf_logistic_regression"] = _accuracy(clf.predict(vec.transform(test_texts)), test_y)
     return out, skip
 
