@@ -120,3 +120,14 @@ def test_the_estimator(tmp_path):
     assert 0.0 <= est.score(words[:8], phones[:8]) <= 1.0
     again = rnnkit.load(tmp_path / "est")
     assert isinstance(again, rnnkit.Seq2Seq) and again.predict(["cat"]) == est.predict(["cat"])
+
+
+def test_error_rates_are_minimised_by_the_best_checkpoint_and_tune():
+    from rnnkit.training.engine import better, lower_is_better
+    from rnnkit.tune import lower_is_better as tune_rule
+
+    for m in ("val_wer", "val_ter", "val_loss", "val_mse", "val_bpc", "val_mase"):
+        assert lower_is_better(m) and tune_rule(m), m
+    for m in ("val_accuracy", "val_macro_f1", "val_roc_auc", "val_coverage"):
+        assert not lower_is_better(m) and not tune_rule(m), m
+    assert better(0.3, 0.4, "val_wer") and not better(0.5, 0.4, "val_wer")

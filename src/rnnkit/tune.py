@@ -39,7 +39,6 @@ from rnnkit.build import load_config
 from rnnkit.config import Config, ConfigError
 from rnnkit.errors import RunExists
 
-LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "mase", "smape", "perplexity", "error")
 
 
 @dataclass(frozen=True)
@@ -131,7 +130,10 @@ def slug(setting: dict) -> str:
 
 
 def lower_is_better(metric: str) -> bool:
-    return any(word in metric for word in LOWER_IS_BETTER)
+    """The training engine's rule, so that tune and the best checkpoint agree on every metric."""
+    from rnnkit.training.engine import lower_is_better as engine_rule
+
+    return engine_rule(metric)
 
 
 # ---- folds ---------------------------------------------------------------------------------------------

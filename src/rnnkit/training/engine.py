@@ -91,7 +91,8 @@ def make_optimizer(t: TrainingConfig, params) -> torch.optim.Optimizer:
 
 
 # metrics where smaller is better; every other monitored metric (accuracy, f1, auc, coverage...) is maximised
-LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "mape", "smape", "mase", "bpc", "perplexity", "pinball")
+LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "mape", "smape", "mase", "bpc", "perplexity", "pinball", "wer", "ter",
+                   "per", "cer", "error")
 
 
 def lower_is_better(monitor: str) -> bool:
