@@ -40,7 +40,6 @@ from rnnkit.config import Config, ConfigError
 from rnnkit.errors import RunExists
 
 
-
 @dataclass(frozen=True)
 class Range:
     """A continuous search axis ``key=lo..hi`` (for ``--trials``): integers uniform, floats log-uniform when
