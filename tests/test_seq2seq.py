@@ -4,13 +4,13 @@ exact resume, the CLI (predict --text --beam --n-best, explain)."""
 from __future__ import annotations
 
 import json
-import zlib
 
 import pytest
 import torch
 
 from rnnkit.build import fit, load_config
 from rnnkit.cli import main
+from rnnkit.config import ConfigError
 from rnnkit.data.pairs import Pairs, cmudict_part, read_cmudict, read_table
 from rnnkit.tasks.seq2seq import Seq2SeqTask, beam_search, edit_distance, error_rates, greedy, pad
 
@@ -25,8 +25,8 @@ def test_cmudict_reader_folds_variants_strips_comments_keeps_stress(tmp_path):
         "# a comment line\nread R IY1 D\nread(2) R EH1 D # past tense\nzyzzyva Z IH0 Z IY1 V AH0\n\nread(3) R IY1 D\n")
     d = read_cmudict(tmp_path)
     assert d == {"read": ["R IY1 D", "R EH1 D"], "zyzzyva": ["Z IH0 Z IY1 V AH0"]}
-    assert cmudict_part("read") == ("test" if zlib.crc32(b"read") % 20 == 0 else "val" if zlib.crc32(b"read") % 20
-                                    == 1 else "train")
+    # crc32 % 20: "abk" 0, "owl" 1, "read" 7 (the shared data's README split)
+    assert [cmudict_part(w) for w in ("abk", "owl", "read")] == ["test", "val", "train"]
 
 
 def test_pairs_from_a_table_fold_repeated_sources(tmp_path):
@@ -99,9 +99,9 @@ def test_cli_predict_beam_n_best_and_explain(run, tmp_path, capsys):
 
 
 def test_config_checks():
-    with pytest.raises(Exception, match="model.n_best"):
+    with pytest.raises(ConfigError, match="model.n_best"):
         load_config({**TINY, "model": {**TINY["model"], "n_best": 3}})
-    with pytest.raises(Exception, match="dot needs equal"):  # a bidirectional encoder is twice as wide
+    with pytest.raises(ConfigError, match="dot needs equal"):  # a bidirectional encoder is twice as wide
         load_config({**TINY, "model": {**TINY["model"], "attention": "dot"}})
     task = Seq2SeqTask(load_config({**TINY, "model": {**TINY["model"], "attention": "dot", "bidirectional": False}}))
     task.setup()

@@ -122,13 +122,12 @@ def test_early_stopping_counted_in_steps_with_mid_epoch_validation(tmp_path):
     run, m = fit(_cfg(epochs=10, lr=1e-12, eval_every_steps=2, patience_steps=5), tmp_path / "s", quiet=True)
     state = _state(run)
     assert m["stopped"] == "early_stopping" and state["best_step"] == 2
-    assert m["steps"] == 7 or m["steps"] == 8  # stopped at the first check (or epoch end) >= best + 5
+    assert m["steps"] == 8  # checks at 2, 6 (mid-epoch) and 4, 8 (epoch ends): 8 is the first >= best + 5
     _, again = fit(None, resume=run, quiet=True)
     assert again["steps"] == m["steps"] and again["stopped"] == "early_stopping"  # a stopped run stays stopped
 
 
 def test_mid_epoch_validation_keeps_the_best_checkpoint(tmp_path):
     run, m = fit(_cfg(epochs=2, eval_every_steps=1), tmp_path / "b", quiet=True)
-    assert 1 <= _state(run)["best_step"] <= 8
     best = json.loads((run / "checkpoints" / "best" / "state.json").read_text())
-    assert best["global_step"] == _state(run)["best_step"] or best["global_step"] == 8
+    assert best["global_step"] == _state(run)["best_step"] >= 1  # written at the step of the best value

@@ -349,13 +349,12 @@ def _search(configs: list, base: dict, out: Path, folds: int, metric: str, quiet
 
 def _finish(summary: list, rows: list, base: dict, out: Path, folds: int, metric: str, cfg0: Config,
             how: str) -> TuneResult:
-    configs = summary
     complete = [r for r in summary if not r["pruned"]] or summary
     pick = min if lower_is_better(metric) else max
     best = pick(complete, key=lambda r: r["mean"])
     best_cfg = load_config(base, best["overrides"])
     best_cfg.name = f"{cfg0.name}-tuned"
-    (out / "best.yaml").write_text(f"# rnnkit tune ({how}): best of {len(configs)} settings x {folds} folds by mean "
+    (out / "best.yaml").write_text(f"# rnnkit tune ({how}): best of {len(summary)} settings x {folds} folds by mean "
                                    f"{metric}: {best['label']} ({best['mean']:.4g} +- {best['std']:.4g})\n"
                                    + best_cfg.to_yaml())
     _write_csv(out / "results.csv", rows)

@@ -333,6 +333,12 @@ def _live(active: Tensor | None) -> Tensor | None:
     return None if active is None else active.to(torch.uint8).contiguous()
 
 
+def _incoming(dhs: Tensor | None, dhT: Tensor | None, h0: Tensor) -> tuple[Tensor | None, Tensor]:
+    """The gradients a diagonal kernel's backward takes: of the states (None: the outputs were not used) and of
+    the final state (zeros when it was not)."""
+    return (None if dhs is None else dhs.contiguous()), (h0.new_zeros(h0.shape) if dhT is None else dhT.contiguous())
+
+
 class MinimalScanFunction(torch.autograd.Function):
     """States (B, T, H) of minGRU/minLSTM from gx (B, T, G*H) and h0 (B, H), and the last one (B, H) apart (so
     that a loss on the final state alone costs no (B, T, H) gradient); ``live`` (B, T) uint8 or None."""
@@ -349,8 +355,7 @@ class MinimalScanFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dhs, dhT):  # noqa: D102
         gx, hs, h0, live = ctx.saved_tensors
-        dhT = h0.new_zeros(h0.shape) if dhT is None else dhT.contiguous()
-        dhs = None if dhs is None else dhs.contiguous()
+        dhs, dhT = _incoming(dhs, dhT, h0)
         dgx, dh0 = torch.ops.rnnkit_native.minimal_backward(ctx.kind, dhs, dhT, gx, hs, h0, live)
         return None, dgx, dh0 if ctx.needs_input_grad[2] else None, None
 
@@ -378,8 +383,7 @@ class IndRNNScanFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dhs, dhT):  # noqa: D102
         u, drop, live, hs, h0 = ctx.saved_tensors
-        dhT = h0.new_zeros(h0.shape) if dhT is None else dhT.contiguous()
-        dhs = None if dhs is None else dhs.contiguous()
+        dhs, dhT = _incoming(dhs, dhT, h0)
         da, du, dh0 = torch.ops.rnnkit_native.indrnn_backward(ctx.act, dhs, dhT, u, drop, live, hs, h0)
         db = da.sum((0, 1)) if ctx.has_b and ctx.needs_input_grad[3] else None
         return None, da, du.sum(0), db, None, None, dh0 if ctx.needs_input_grad[6] else None

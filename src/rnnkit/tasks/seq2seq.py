@@ -24,7 +24,6 @@ those references' summed length; ``bleu`` and ``chrf`` through sacrebleu when it
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -484,9 +483,6 @@ class Seq2SeqTask(Task):
         return {k: len(v) for k, v in self.splits.items()} | {"source_vocab": len(self.src_vocab),
                                                               "target_vocab": len(self.tgt_vocab)}
 
-    def num_train_batches(self, world: int = 1) -> int:
-        return max(1, math.ceil(len(self.splits["train"]) / self.cfg.training.batch_size) // world)
-
     def train_batches(self, epoch: int, start: int, rank: int, world: int):
         from rnnkit.data.text import bucket_batches
 
@@ -522,7 +518,7 @@ class Seq2SeqTask(Task):
         return StepResult(loss, count, {"token_accuracy": correct})
 
     # -- decoding and evaluation
-    def _max_len(self, src: torch.Tensor, lengths: torch.Tensor) -> int:
+    def _max_len(self, lengths: torch.Tensor) -> int:
         return int(self.cfg.model.max_length_ratio * int(lengths.max()) + 10)
 
     @torch.no_grad()
@@ -537,7 +533,7 @@ class Seq2SeqTask(Task):
             ids = order[s: s + bs]
             src = pad([data.src[i] for i in ids]).to(device)
             lengths = torch.tensor([len(data.src[i]) for i in ids])
-            max_len = self._max_len(src, lengths)
+            max_len = self._max_len(lengths)
             if beam == 1:
                 seqs, scores, _ = greedy(model, src, lengths, max_len)
                 res = [[(q, sc)] for q, sc in zip(seqs, scores, strict=True)]
@@ -598,8 +594,8 @@ class Seq2SeqTask(Task):
         out = []
         for i in range(len(data)):
             src = pad([data.src[i]]).to(device)
-            seqs, _, weights = greedy(model, src, torch.tensor([len(data.src[i])]),
-                                      self._max_len(src, torch.tensor([len(data.src[i])])), want_attention=True)
+            n = torch.tensor([len(data.src[i])])
+            seqs, _, weights = greedy(model, src, n, self._max_len(n), want_attention=True)
             out.append({"source": self.src_vocab.split(data.texts[i]),
                         "output": [self.tgt_vocab.itos[t] for t in seqs[0]] + ["</s>"],
                         "weights": weights[0].numpy() if weights else np.zeros((0, 0))})

@@ -527,8 +527,8 @@ class Trainer:
                     progress.message(f"stopped: training.{s.stopped} = {value:g} {BUDGETS[s.stopped]} reached at "
                                      f"step {s.global_step} (epoch {s.epoch})")
                 elif s.stopped:
-                    waited = (f"{t.patience} epochs" if s.bad_epochs >= (t.patience or 10**9)
-                              else f"{s.global_step - s.best_step} steps")
+                    by_epochs = t.patience is not None and s.bad_epochs >= t.patience
+                    waited = f"{t.patience} epochs" if by_epochs else f"{s.global_step - s.best_step} steps"
                     progress.message(f"early stopping: {monitor} did not improve for {waited}")
         except TrainingDiverged as e:
             progress.close()
