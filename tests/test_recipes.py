@@ -155,3 +155,57 @@ def test_chunked_long_texts_keep_what_truncation_drops(tmp_path):
         results[mode] = m["test"]
     assert results["pre"]["count"] == results["chunk"]["count"] == 40  # documents, not windows
     assert results["chunk"]["accuracy"] >= 0.9 and results["pre"]["accuracy"] <= 0.75
+
+
+def test_ngram_bag_reads_a_text_as_tfidf_of_its_distinct_ngrams():
+    from rnnkit.tasks.text_classification import NgramBag
+
+    bag = NgramBag(10, 1, 2, 16)
+    ids, lengths = torch.tensor([[2, 3, 2, 3, 0], [4, 4, 4, 7, 7]]), torch.tensor([4, 3])
+    row, f = bag.features(ids, lengths)
+    hashed = lambda a, b: 10 + (a * 10 + b) * NgramBag.MULT % 16  # noqa: E731
+    assert row.tolist() == [0, 0, 0, 0, 1, 1]  # (2,3) twice counts once; text 1's 7s are padding
+    assert f.tolist() == sorted([2, 3, hashed(2, 3), hashed(3, 2)]) + sorted([4, hashed(4, 4)])
+    sk = pytest.importorskip("sklearn.feature_extraction.text")
+    texts = ["a b c a", "b b d", "c d e e e", "a e"]
+    vocab = {w: i + 2 for i, w in enumerate("abcde")}
+    seqs = [[vocab[w] for w in t.split()] for t in texts]
+    n = torch.tensor([len(s) for s in seqs])
+    x = torch.zeros(4, int(n.max()), dtype=torch.int64)
+    for i, s in enumerate(seqs):
+        x[i, : len(s)] = torch.tensor(s)
+    uni = NgramBag(7, 3, 1, 0)
+    uni.fit_idf(x, n)
+    torch.nn.init.normal_(uni.weight)
+    tfidf = sk.TfidfVectorizer(binary=True, vocabulary={w: i for i, w in enumerate("abcde")},
+                               token_pattern=r"\S+")
+    want = torch.tensor(tfidf.fit_transform(texts).toarray(), dtype=torch.float32) @ uni.weight.detach()[2:7]
+    torch.testing.assert_close(uni(x, n).detach(), want + uni.bias.detach())
+
+
+def test_a_wide_and_deep_text_model_learns_bigrams_and_reloads_its_idf(tmp_path):
+    import rnnkit
+
+    rng = np.random.default_rng(0)
+    rows = ["text,label"]
+    for i in range(200):  # the label is whether "not" comes right before "good": a bigram
+        words = list(rng.choice(["good", "film", "plot", "was", "the", "not"], 12))
+        neg = i % 2 == 0
+        k = int(rng.integers(0, 11))
+        words[k : k + 2] = ["not", "good"] if neg else ["very", "good"]
+        words = [w if j in (k, k + 1) or w != "not" else "a" for j, w in enumerate(words)]
+        rows.append(f"{' '.join(words)},{'neg' if neg else 'pos'}")
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    cfg = {"name": "wide", "task": "text_classification",
+           "model": {"cell": "gru", "hidden_size": 4, "embedding_dim": 4, "ngrams": 2, "ngram_buckets": 512},
+           "data": {"source": "csv", "path": str(tmp_path / "d.csv"), "test_fraction": 0.25, "val_fraction": 0.1},
+           "training": {"epochs": 6, "lr": 0.02, "batch_size": 16, "num_threads": 1, "device": "cpu",
+                        "baselines": False}}
+    run_dir, m = fit(cfg, tmp_path / "run", quiet=True)
+    assert m["test"]["accuracy"] >= 0.95
+    run = rnnkit.Run.load(run_dir)
+    assert not torch.equal(run.model.bag.idf, torch.ones_like(run.model.bag.idf))  # fitted, and saved
+    texts = ["the film was not good", "the plot was very good"]
+    assert [p["predicted"] for p in run.predict(texts)] == ["neg", "pos"]
+    with pytest.raises(ConfigError, match="model.ngrams must be in 0..4"):
+        load_config({**cfg, "model": {**cfg["model"], "ngrams": 7}})

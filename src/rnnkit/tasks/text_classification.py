@@ -49,6 +49,8 @@ class TextModelConfig(ModelConfig):
     packed: bool = True  # pass lengths to the recurrent layer; false (one direction only): run the padded batch
     #                      through torch's unpacked kernel and mask the pooling - same result, faster on CPU
     balance_classes: bool = False  # weights n / (K * n_class) from the training split
+    ngrams: int = 0  # > 0: add a linear model on the TF-IDF of word 1..ngrams-grams to the logits (wide + deep)
+    ngram_buckets: int = 262144  # hashed slots for the 2..ngrams-grams (unigrams keep their own)
 
     def check(self) -> None:
         super().check()
@@ -61,6 +63,9 @@ class TextModelConfig(ModelConfig):
             raise ConfigError(f"model.pretrained: file not found: {self.pretrained} (a GloVe .txt file)")
         if not self.packed and self.bidirectional:
             raise ConfigError("model.packed: false needs bidirectional: false (the reverse direction needs lengths)")
+        if not 0 <= self.ngrams <= 4 or self.ngram_buckets < 1:
+            raise ConfigError(f"model.ngrams must be in 0..4 and model.ngram_buckets >= 1, got {self.ngrams}, "
+                              f"{self.ngram_buckets}")
         if self.class_weights is not None:
             if self.balance_classes:
                 raise ConfigError("give model.class_weights or model.balance_classes: true, not both")
@@ -115,8 +120,61 @@ class TextDataConfig(DataConfig):
             raise ConfigError("data.min_freq and data.bucket_size must be >= 1")
 
 
+class NgramBag(nn.Module):
+    """The "wide" half of a wide + deep text model: a linear model on a text's bag of word n-grams.
+
+    ids (B, T) int64 with lengths (B,) -> logits (B, K). Features: every distinct 1..n-gram of the valid tokens
+    (unigrams by id, longer ones hashed into ``buckets`` slots after them), each weighted by its inverse document
+    frequency on the training split (``idf``, a buffer fitted by :meth:`fit_idf`, saved with the weights), then
+    L2-normalised per text - TF-IDF with binary term frequency, as the TF-IDF + logistic regression baseline
+    reads a text, but trained jointly with the recurrent model. Weights start at zero."""
+
+    MULT = 0x9E3779B1  # multiplicative hashing of the n-gram keys
+
+    def __init__(self, vocab_size: int, num_outputs: int, n: int, buckets: int) -> None:
+        super().__init__()
+        self.vocab, self.n, self.buckets = vocab_size, n, buckets if n > 1 else 0
+        self.weight = nn.Parameter(torch.zeros(vocab_size + self.buckets, num_outputs))
+        self.bias = nn.Parameter(torch.zeros(num_outputs))
+        self.register_buffer("idf", torch.ones(vocab_size + self.buckets))
+
+    def features(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (row (M,), feature (M,)): each text's distinct n-gram features, sorted by row."""
+        b, t = ids.shape
+        valid = torch.arange(t, device=ids.device)[None, :] < lengths.to(ids.device)[:, None]
+        size = self.vocab + self.buckets
+        keys = []
+        for n in range(1, min(self.n, t) + 1):
+            k = ids[:, : t - n + 1]
+            for j in range(1, n):
+                k = k * self.vocab + ids[:, j : t - n + 1 + j]
+            f = k if n == 1 else self.vocab + torch.remainder(k * self.MULT, self.buckets)
+            rows = torch.arange(b, device=ids.device)[:, None].expand_as(f)
+            ok = valid[:, n - 1 :]  # the n-gram ending at a valid token
+            keys.append(rows[ok] * size + f[ok])
+        key = torch.unique(torch.cat(keys))  # sorted: rows in order
+        return key // size, key % size
+
+    @torch.no_grad()
+    def fit_idf(self, ids: torch.Tensor, lengths: torch.Tensor, batch: int = 512) -> None:
+        """Smoothed idf, ln((1 + N) / (1 + df)) + 1, of the training texts ids (N, T) padded, lengths (N,)."""
+        df = torch.zeros(self.vocab + self.buckets, dtype=torch.float64)
+        for i in range(0, len(ids), batch):
+            _, f = self.features(ids[i : i + batch], lengths[i : i + batch])
+            df += torch.bincount(f, minlength=len(df)).double()
+        self.idf.copy_((torch.log((1.0 + len(ids)) / (1.0 + df)) + 1.0).float())
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        row, f = self.features(ids, lengths)
+        w = self.idf[f]
+        norm = torch.zeros(ids.shape[0], device=w.device).index_add_(0, row, w * w).sqrt().clamp_min(1e-12)
+        out = torch.zeros(ids.shape[0], self.weight.shape[1], device=w.device, dtype=self.weight.dtype)
+        return out.index_add_(0, row, (w / norm[row])[:, None] * self.weight[f]) + self.bias
+
+
 class TextClassifier(nn.Module):
-    """ids (B, T) int64 with lengths (B,) -> logits (B, K), or (B,) for two classes (one sigmoid logit)."""
+    """ids (B, T) int64 with lengths (B,) -> logits (B, K), or (B,) for two classes (one sigmoid logit).
+    With ``model.ngrams`` the logits are the recurrent model's plus an :class:`NgramBag`'s."""
 
     def __init__(self, m: TextModelConfig, vocab_size: int, num_classes: int) -> None:
         super().__init__()
@@ -129,9 +187,16 @@ class TextClassifier(nn.Module):
         self.attention = nn.Linear(width, 1) if m.pooling == "attention" else None
         self.drop = nn.Dropout(m.head_dropout)
         self.head = nn.Linear(width * (2 if m.pooling == "meanmax" else 1), 1 if self.binary else num_classes)
+        self.bag = NgramBag(vocab_size, 1 if self.binary else num_classes, m.ngrams, m.ngram_buckets) \
+            if m.ngrams else None
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        return self.forward_embedded(self.embedding(ids), lengths)
+        logits = self.forward_embedded(self.embedding(ids), lengths)
+        if self.bag is None:
+            return logits
+        n = lengths if lengths is not None else torch.full((ids.shape[0],), ids.shape[1], dtype=torch.int64)
+        wide = self.bag(ids, n)
+        return logits + (wide.squeeze(-1) if self.binary else wide)
 
     def forward_embedded(self, emb: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """emb (B, T, E) -> logits; the entry point of integrated gradients."""
@@ -399,6 +464,9 @@ class TextClassification(Task):
             model.embedding.weight.data.copy_(weights)
         if m.freeze_embeddings:
             model.embedding.weight.requires_grad_(False)
+        if model.bag is not None and self.fresh and "train" in self.splits:  # loaded weights bring their idf
+            train = self.splits["train"]
+            model.bag.fit_idf(*train.batch(torch.arange(len(train))))
         return model
 
     def train_batches(self, epoch: int, start: int, rank: int, world: int):
@@ -417,6 +485,11 @@ class TextClassification(Task):
         return Batch(x, lengths, data.y[idx])
 
     def export_spec(self, model: nn.Module, data: Corpus | None) -> ExportSpec:
+        if getattr(model, "bag", None) is not None:
+            from rnnkit.errors import ExportError
+
+            raise ExportError("a model with model.ngrams does not export (its n-gram bag is built with "
+                              "torch.unique); use the run through rnnkit.load / rnnkit predict instead")
         if data is not None and len(data):
             b = self.make_batch(data, torch.arange(min(8, len(data))))
             ids, lengths = b.x, b.lengths
@@ -548,5 +621,5 @@ class TextClassification(Task):
         return out
 
 
-__all__ = ["Batch", "TextClassification", "TextClassifier", "TextDataConfig", "TextModelConfig", "roc_auc",
+__all__ = ["Batch", "NgramBag", "TextClassification", "TextClassifier", "TextDataConfig", "TextModelConfig", "roc_auc",
            "text_metrics"]
