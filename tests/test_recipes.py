@@ -1,6 +1,9 @@
-"""Recipes for small data and long inputs: per-sequence normalisation and mean+max pooling."""
+"""Recipes for small data, long inputs and seasonal series: per-sequence normalisation, mean+max pooling, EMA,
+ensembles, chunking, the n-gram bag, target transforms and deseasonalising (through resume)."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -209,3 +212,59 @@ def test_a_wide_and_deep_text_model_learns_bigrams_and_reloads_its_idf(tmp_path)
     assert [p["predicted"] for p in run.predict(texts)] == ["neg", "pos"]
     with pytest.raises(ConfigError, match="model.ngrams must be in 0..4"):
         load_config({**cfg, "model": {**cfg["model"], "ngrams": 7}})
+
+
+@pytest.mark.parametrize("target", ["log", "boxcox"])
+def test_target_transforms_invert_and_are_fitted_on_the_training_part_only(target):
+    from rnnkit.data.series import Scaler, boxcox_lambda
+
+    rng = np.random.default_rng(0)
+    train = np.exp(rng.normal(2.0, 0.5, (200, 2)))
+    sc = Scaler("standard", target=target).fit(train)
+    v = np.exp(rng.normal(3.0, 0.8, (50, 2)))  # other data, also outside the training range
+    np.testing.assert_allclose(sc.inverse(sc.transform(v)[:, 0]), v[:, 0], rtol=1e-9)
+    z = sc.transform(train)[:, 0]
+    assert abs(z.mean()) < 1e-9 and abs(z.std() - 1.0) < 1e-9  # scaled after the transform, on train
+    if target == "boxcox":
+        assert sc.lam == boxcox_lambda(train[:, 0]) and abs(sc.lam) < 0.5  # log-normal data: λ near 0
+        grid = np.linspace(-2, 2, 401)
+        logy = np.log(train[:, 0])
+
+        def llf(lam):
+            t = logy if abs(lam) < 1e-8 else (train[:, 0] ** lam - 1) / lam
+            return -0.5 * len(t) * np.log(t.var()) + (lam - 1) * logy.sum()
+        assert abs(sc.lam - grid[np.argmax([llf(g) for g in grid])]) <= 0.011  # the maximum-likelihood λ
+    back = Scaler.from_state(json.loads(json.dumps(sc.state())))
+    np.testing.assert_allclose(back.transform(v), sc.transform(v))
+
+
+def _seasonal(**data) -> dict:
+    t = np.arange(180)
+    y = (20 + 0.2 * t) * (1 + 0.3 * np.sin(2 * np.pi * t / 12)) * np.exp(np.random.default_rng(1).normal(0, .02, 180))
+    d = {"source": "array", "values": y.tolist(), "lookback": 24, "horizon": 6, "season": 12, "val_fraction": 0.15,
+         "test_fraction": 0.2, "transform": "boxcox", "deseasonalize": "difference"} | data
+    return {"name": "tr", "task": "forecasting", "model": {"cell": "gru", "hidden_size": 8, "loss": "quantile",
+                                                           "quantiles": [0.1, 0.5, 0.9]},
+            "data": d, "training": {"epochs": 6, "lr": 0.01, "batch_size": 16, "num_threads": 1, "device": "cpu",
+                                    "seed": 0, "baselines": False}}
+
+
+def test_transformed_deseasonalised_forecasts_resume_exactly_with_intervals_on_the_original_scale(tmp_path):
+    import rnnkit
+    from rnnkit.training import checkpoint as ckpt
+
+    whole, m_whole = fit(_seasonal(), tmp_path / "whole", quiet=True)
+    cut, _ = fit(_seasonal() | {"training": _seasonal()["training"] | {"epochs": 3}}, tmp_path / "cut", quiet=True)
+    cut, m_cut = fit(None, resume=cut, overrides=["training.epochs=6"], quiet=True)
+    last = [ckpt.read_checkpoint(r / "checkpoints" / "last") for r in (whole, cut)]
+    assert last[0]["model.safetensors"] == last[1]["model.safetensors"]  # bit-exact through the resume
+    assert json.loads(last[0]["state.json"])["task"] == json.loads(last[1]["state.json"])["task"]  # λ, scaler
+    assert m_whole["test"] == m_cut["test"]
+    from rnnkit.tasks.forecasting import forecast
+
+    run = rnnkit.Run.load(whole)
+    assert run.task.scaler.target == "boxcox" and run.task.scaler.lam != 1.0
+    rows = forecast(run, 6)
+    lo, mid, hi = (np.array([r[k] for r in rows]) for k in ("lower_80", "forecast", "upper_80"))
+    assert len(rows) == 6 and np.all(lo <= mid) and np.all(mid <= hi)
+    assert 40 < mid.mean() < 100  # the series' own scale (it ends near 56 ± 30 %), not the transformed one
