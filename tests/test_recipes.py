@@ -186,9 +186,7 @@ def test_ngram_bag_reads_a_text_as_tfidf_of_its_distinct_ngrams():
     torch.testing.assert_close(uni(x, n).detach(), want + uni.bias.detach())
 
 
-def test_a_wide_and_deep_text_model_learns_bigrams_and_reloads_its_idf(tmp_path):
-    import rnnkit
-
+def _bigram_csv(path) -> str:
     rng = np.random.default_rng(0)
     rows = ["text,label"]
     for i in range(200):  # the label is whether "not" comes right before "good": a bigram
@@ -198,12 +196,22 @@ def test_a_wide_and_deep_text_model_learns_bigrams_and_reloads_its_idf(tmp_path)
         words[k : k + 2] = ["not", "good"] if neg else ["very", "good"]
         words = [w if j in (k, k + 1) or w != "not" else "a" for j, w in enumerate(words)]
         rows.append(f"{' '.join(words)},{'neg' if neg else 'pos'}")
-    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
-    cfg = {"name": "wide", "task": "text_classification",
-           "model": {"cell": "gru", "hidden_size": 4, "embedding_dim": 4, "ngrams": 2, "ngram_buckets": 512},
-           "data": {"source": "csv", "path": str(tmp_path / "d.csv"), "test_fraction": 0.25, "val_fraction": 0.1},
-           "training": {"epochs": 6, "lr": 0.02, "batch_size": 16, "num_threads": 1, "device": "cpu",
-                        "baselines": False}}
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
+def _wide(path: str, **training) -> dict:
+    return {"name": "wide", "task": "text_classification",
+            "model": {"cell": "gru", "hidden_size": 4, "embedding_dim": 4, "ngrams": 2, "ngram_buckets": 512},
+            "data": {"source": "csv", "path": path, "test_fraction": 0.25, "val_fraction": 0.1},
+            "training": {"epochs": 6, "lr": 0.02, "batch_size": 16, "num_threads": 1, "device": "cpu",
+                         "baselines": False, **training}}
+
+
+def test_a_wide_and_deep_text_model_learns_bigrams_and_reloads_its_idf(tmp_path):
+    import rnnkit
+
+    cfg = _wide(_bigram_csv(tmp_path / "d.csv"))
     run_dir, m = fit(cfg, tmp_path / "run", quiet=True)
     assert m["test"]["accuracy"] >= 0.95
     run = rnnkit.Run.load(run_dir)
@@ -268,3 +276,14 @@ def test_transformed_deseasonalised_forecasts_resume_exactly_with_intervals_on_t
     lo, mid, hi = (np.array([r[k] for r in rows]) for k in ("lower_80", "forecast", "upper_80"))
     assert len(rows) == 6 and np.all(lo <= mid) and np.all(mid <= hi)
     assert 40 < mid.mean() < 100  # the series' own scale (it ends near 56 ± 30 %), not the transformed one
+
+
+def test_a_text_ensemble_reports_and_explains_through_its_members(tmp_path, capsys):
+    from rnnkit.cli import main
+
+    run_dir, m = fit(_wide(_bigram_csv(tmp_path / "d.csv"), ensemble=2, epochs=2), tmp_path / "ens", quiet=True)
+    assert m["ensemble"] == 2 and "explain a member" in (run_dir / "report.html").read_text()
+    assert main(["explain", str(run_dir), "--text", "not good"]) == 2
+    err = capsys.readouterr().err
+    assert "members/0" in err and len(err.strip().splitlines()) == 1  # one line, no traceback
+    assert main(["explain", str(run_dir / "members" / "0"), "--text", "not good"]) in (0, None)

@@ -52,6 +52,11 @@ def integrated_gradients(model: nn.Module, ids: torch.Tensor, target: int | None
                          steps: int = 50) -> tuple[torch.Tensor, int, float, float]:
     """ids (T,) int64 -> (importance (T,), target class, its probability, completeness delta).
     ``target=None``: the predicted class. ``model`` needs ``embedding`` and ``forward_embedded``."""
+    if not hasattr(model, "forward_embedded"):  # an ensemble: each member has its own embedding
+        from rnnkit.errors import UsageError
+
+        raise UsageError("explanations need a single model, and this run is an ensemble (training.ensemble); "
+                         "explain one member instead: rnnkit explain RUN/members/0 --text ...")
     model.eval()
     device = next(model.parameters()).device
     ids = ids.to(device)

@@ -603,7 +603,11 @@ class TextClassification(Task):
         if cm:
             out.append(confusion_section(np.asarray(cm), self.classes, split))
         data = self.splits.get(split)
-        if data is not None and len(data):
+        ensemble = (run_dir / "members").is_dir() or (model is not None and not hasattr(model, "forward_embedded"))
+        if data is not None and len(data) and ensemble:
+            out.append(Section("Explanations", "<p>An ensemble has no single embedding to explain; explain a member "
+                               "instead: <code>rnnkit explain RUN/members/0 --text ...</code>.</p>"))
+        elif data is not None and len(data):
             from rnnkit.explain import explain_corpus, heatmap_html
 
             if model is None:  # a report rebuilt from the folder: the best checkpoint's weights
