@@ -178,7 +178,7 @@ def test_ngram_bag_reads_a_text_as_tfidf_of_its_distinct_ngrams():
     for i, s in enumerate(seqs):
         x[i, : len(s)] = torch.tensor(s)
     uni = NgramBag(7, 3, 1, 0)
-    uni.fit_idf(x, n)
+    uni.fit_idf([(x, n)])
     torch.nn.init.normal_(uni.weight)
     tfidf = sk.TfidfVectorizer(binary=True, vocabulary={w: i for i, w in enumerate("abcde")},
                                token_pattern=r"\S+")
@@ -286,4 +286,6 @@ def test_a_text_ensemble_reports_and_explains_through_its_members(tmp_path, caps
     assert main(["explain", str(run_dir), "--text", "not good"]) == 2
     err = capsys.readouterr().err
     assert "members/0" in err and len(err.strip().splitlines()) == 1  # one line, no traceback
-    assert main(["explain", str(run_dir / "members" / "0"), "--text", "not good"]) in (0, None)
+    out = tmp_path / "member.json"
+    assert main(["explain", str(run_dir / "members" / "0"), "--text", "not good", "--output", str(out)]) in (0, None)
+    assert json.loads(out.read_text())

@@ -156,13 +156,15 @@ class NgramBag(nn.Module):
         return key // size, key % size
 
     @torch.no_grad()
-    def fit_idf(self, ids: torch.Tensor, lengths: torch.Tensor, batch: int = 512) -> None:
-        """Smoothed idf, ln((1 + N) / (1 + df)) + 1, of the training texts ids (N, T) padded, lengths (N,)."""
-        df = torch.zeros(self.vocab + self.buckets, dtype=torch.float64)
-        for i in range(0, len(ids), batch):
-            _, f = self.features(ids[i : i + batch], lengths[i : i + batch])
+    def fit_idf(self, batches) -> None:
+        """Smoothed idf, ln((1 + N) / (1 + df)) + 1, of the training texts, given as batches of (ids (B, T) padded,
+        lengths (B,)): N texts in all."""
+        df, n = torch.zeros(self.vocab + self.buckets, dtype=torch.float64), 0
+        for ids, lengths in batches:
+            _, f = self.features(ids, lengths)
             df += torch.bincount(f, minlength=len(df)).double()
-        self.idf.copy_((torch.log((1.0 + len(ids)) / (1.0 + df)) + 1.0).float())
+            n += len(ids)
+        self.idf.copy_((torch.log((1.0 + n) / (1.0 + df)) + 1.0).float())
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         row, f = self.features(ids, lengths)
@@ -466,7 +468,7 @@ class TextClassification(Task):
             model.embedding.weight.requires_grad_(False)
         if model.bag is not None and self.fresh and "train" in self.splits:  # loaded weights bring their idf
             train = self.splits["train"]
-            model.bag.fit_idf(*train.batch(torch.arange(len(train))))
+            model.bag.fit_idf(train.batch(idx) for idx in torch.arange(len(train)).split(512))
         return model
 
     def train_batches(self, epoch: int, start: int, rank: int, world: int):
@@ -603,8 +605,7 @@ class TextClassification(Task):
         if cm:
             out.append(confusion_section(np.asarray(cm), self.classes, split))
         data = self.splits.get(split)
-        ensemble = (run_dir / "members").is_dir() or (model is not None and not hasattr(model, "forward_embedded"))
-        if data is not None and len(data) and ensemble:
+        if data is not None and len(data) and (run_dir / "members").is_dir():  # an ensemble's run folder
             out.append(Section("Explanations", "<p>An ensemble has no single embedding to explain; explain a member "
                                "instead: <code>rnnkit explain RUN/members/0 --text ...</code>.</p>"))
         elif data is not None and len(data):
