@@ -167,3 +167,49 @@ def test_buffer_reuse_never_overwrites_live_tensors():
     del a, b, out1, out2
     assert native.empty_cache() > 0
     assert native.empty_cache() == 0
+
+
+@needs_native
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_rb", "rnn"])
+@pytest.mark.parametrize("ln", [False, True], ids=["plain", "layer_norm"])
+def test_mixed_precision_steps(kind, ln):
+    """Under CPU bf16 autocast the kernel takes its step GEMMs (forward, BPTT and the weight gradient) in
+    bfloat16 and everything else in float32: results within bf16 rounding of the float64 ones, not the float32
+    ones to the bit (the bf16 path ran), and gradients of every float32 input in float32."""
+    p64 = _inputs(kind, torch.float64, seed=5)
+    p32 = {k: (v.detach().float().requires_grad_(v.requires_grad) if v is not None and v.is_floating_point() else v)
+           for k, v in p64.items()}
+    ref = _outputs_and_grads(_native, p64, kind, "tanh", "sigmoid", ln, True, True)
+    full = _outputs_and_grads(_native, p32, kind, "tanh", "sigmoid", ln, True, True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert native.mixed_precision(p32["w"])
+        mixed = _outputs_and_grads(_native, p32, kind, "tanh", "sigmoid", ln, True, True)
+    differs = False
+    for a, f, b in zip(mixed, full, ref, strict=True):
+        if b is None:
+            continue
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a.double(), b, rtol=3e-2, atol=3e-2 * max(1.0, b.abs().max().item()))
+        differs |= not torch.equal(a, f)
+    assert differs
+    assert not native.mixed_precision(p32["w"])  # outside autocast: float32 again
+
+
+@needs_native
+def test_mixed_precision_rejects_a_bf16_weight_with_float64():
+    p = _inputs("gru", torch.float64)
+    p["w"] = p["w"].detach().bfloat16()
+    with pytest.raises(RuntimeError, match="bfloat16 with float32 gx"):
+        _native("gru", "tanh", "sigmoid", p, False, False, False)
+
+
+@needs_native
+def test_autocast_lstm_runs_the_kernel_with_float_states():
+    """Under CPU bf16 autocast the LSTM takes the kernel's mixed mode rather than torch's fused kernel (which
+    would carry its states in bf16): outputs and final states stay float32."""
+    layer = rnnkit.LSTM(3, H)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, (h, c) = layer(torch.randn(B, T, 3))
+    assert type(out.grad_fn).__name__ == "NativeScanFunctionBackward"
+    assert out.dtype == h.dtype == c.dtype == torch.float32
+    assert layer.engine == "fused"  # outside autocast: torch's kernel, as before

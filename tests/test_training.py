@@ -13,6 +13,7 @@ import torch
 import rnnkit.api as api
 from rnnkit.build import fit, load_config
 from rnnkit.data import DataError
+from rnnkit.layers.native import cpu_has_bf16
 from rnnkit.tasks.sequence_classification import SequenceClassifier, classification_metrics, confusion_matrix
 from rnnkit.training import Callback, CheckpointError, TrainingDiverged, register_callback
 from rnnkit.training.callbacks import CALLBACKS
@@ -232,6 +233,25 @@ def test_cuda_training_and_mid_epoch_resume(tmp_path, amp):
     a, b = api.Run.load(full, checkpoint="last").model, api.Run.load(cut, checkpoint="last").model
     for p, q in zip(a.parameters(), b.parameters(), strict=True):  # cuDNN is not bitwise deterministic
         torch.testing.assert_close(p, q, rtol=0, atol=1e-3 if amp else 1e-4)
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no bf16 instructions (amp stays float32 there)")
+def test_cpu_amp_learns_and_resumes_bit_identically(tmp_path):
+    """training.amp on a bf16 CPU: bf16 matmuls (the native kernel's step GEMMs too), float32 weights; it learns,
+    differs from the float32 run (the bf16 path ran), and a mid-epoch resume gives the same weights to the bit."""
+    cfg = tiny(training={"amp": True, "epochs": 3, "checkpoint_every_steps": 4, "lr": 0.02},
+               model={"hidden_size": 32}, data={"limit": 600})
+    full, metrics = fit(cfg, tmp_path / "full", quiet=True)
+    assert metrics["test"]["accuracy"] > 0.3  # chance is 0.1
+    plain, _ = fit({**cfg, "training": {**cfg["training"], "amp": False}}, tmp_path / "plain", quiet=True)
+    assert weights(full) != weights(plain)
+    assert all(p.dtype == torch.float32 for p in api.Run.load(full).model.parameters())
+    _INTERRUPT["at"] = 30
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        fit({**cfg, "callbacks": {"test_interrupt": {}}}, cut, quiet=True)
+    fit(None, resume=cut, quiet=True)
+    assert weights(full) == weights(cut)
 
 
 def test_monitor_direction_follows_the_metric():

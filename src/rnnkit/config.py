@@ -200,7 +200,7 @@ class TrainingConfig:
     monitor: str = "val_loss"  # metric for best checkpoint / early stopping / plateau (val_<metric>)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = False  # mixed precision on CUDA (bfloat16 where supported, else float16 + loss scaling)
+    amp: bool = False  # mixed precision: CUDA bf16 (else fp16 + loss scaling); CPU bf16 matmuls (bf16 CPUs)
     num_threads: int | None = None  # torch CPU threads; null: torch's default
     flush_denormal: bool = False  # CPU: treat denormal floats as zero (vanishing gradients otherwise crawl)
     checkpoint_every_steps: int | None = None  # also checkpoint every N optimizer steps (mid-epoch resume)

@@ -49,6 +49,16 @@ def _cpu_flags() -> list[str]:
     return ["-mavx2", "-mfma"] if {"avx2", "fma"} <= words else []
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16), so that a bf16 GEMM runs at 3-4x
+    the float32 rate; without them torch emulates bf16 and mixed precision would only be slower."""
+    try:
+        words = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & words)
+
+
 def _flags() -> list[str]:
     # -fopenmp: at::parallel_for splits a step's rows over torch's threads (the extension links the libgomp
     # torch has already loaded); -fno-trapping-math lets gcc vectorise the selects in the activations.
@@ -170,6 +180,14 @@ def empty_cache() -> int:
     return int(torch.ops.rnnkit_native.empty_cache()) if _state.get("ok") else 0
 
 
+def mixed_precision(w: Tensor) -> bool:
+    """Whether the kernel takes its step GEMMs in bfloat16 for this float32 weight: inside
+    ``torch.autocast("cpu", dtype=torch.bfloat16)`` (``training.amp`` on a CPU with bf16 instructions). The
+    states, gates and their gradients stay float32; only the matmuls round their inputs to bf16."""
+    return (w.dtype == torch.float32 and w.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+
+
 def supports_dtype(dtype: torch.dtype) -> bool:
     """Whether the kernel runs this dtype (float32, float64)."""
     return dtype in (torch.float32, torch.float64)
@@ -251,10 +269,11 @@ def _(kind, act, rec, dout, dhT, dcT, w, g_hh, g_ih, drop, live, gx, A, Hp, Cp, 
             A.new_empty((B, H) if kind == KINDS["lstm"] else (0,)), A.new_empty(4, G if ln_hh or ln_ih else 0)]
 
 
-def _save(ctx, inputs, output) -> None:
+def _save(ctx, inputs, output, low: bool = False) -> None:
     kind, act, rec, gx, w, b, g_hh, s_hh, g_ih, s_ih, drop, live, h0, c0 = inputs
     _, _, _, A, Hp, Cp, X2, Hr, Z, S = output
     ctx.codes = kind, act, rec
+    ctx.low = low  # w is the bf16 copy: the weight gradient's matmul runs in bf16 too
     ctx.flags = b is not None, g_hh is not None, g_ih is not None, drop is not None
     ctx.save_for_backward(w, g_hh, g_ih, drop, live, gx, A, Hp, Cp, X2, Hr, Z, S)
 
@@ -265,7 +284,8 @@ def _grads(ctx, dout, dhT, dcT, backward) -> tuple:
     w, g_hh, g_ih, drop, live, gx, A, Hp, Cp, X2, Hr, Z, S = ctx.saved_tensors
     kind, act, rec = ctx.codes
     has_b, ln_hh, ln_ih, has_drop = ctx.flags
-    need = ctx.needs_input_grad
+    need = ctx.needs_input_grad[-14:]  # the op's 14 inputs (the eager node has a leading flag)
+    low = getattr(ctx, "low", False)
     B, T, G = A.shape
     H = G // NUM_GATES[kind]
     dout = torch.zeros_like(Hp) if dout is None else dout
@@ -277,14 +297,20 @@ def _grads(ctx, dout, dhT, dcT, backward) -> tuple:
     hr = Hr if has_drop else Hp
     dz2 = dZ.reshape(B * T, G)
     if kind == KINDS["gru_rb"]:  # W_hrz reads h_rec, W_hn reads r ⊙ h_rec (kept in X2)
-        dw = torch.cat([dz2[:, : 2 * H].t().mm(hr.reshape(B * T, H)), dz2[:, 2 * H:].t().mm(X2.reshape(B * T, H))])
+        dw = torch.cat([_mm_t(dz2[:, : 2 * H], hr.reshape(B * T, H), low),
+                        _mm_t(dz2[:, 2 * H:], X2.reshape(B * T, H), low)])
     else:
-        dw = dz2.t().mm(hr.reshape(B * T, H))  # all steps' W_hh gradient in one matmul
+        dw = _mm_t(dz2, hr.reshape(B * T, H), low)  # all steps' W_hh gradient in one matmul
     db = dz2.sum(0) if has_b else None
     g_hh_grad, s_hh_grad = (sums[0], sums[1]) if ln_hh else (None, None)
     g_ih_grad, s_ih_grad = (sums[2], sums[3]) if ln_ih else (None, None)
     return (None, None, None, dX, dw, db, g_hh_grad, s_hh_grad, g_ih_grad, s_ih_grad, None, None,
             dh0 if need[12] else None, dc0 if need[13] and kind == KINDS["lstm"] else None)
+
+
+def _mm_t(a: Tensor, b: Tensor, low: bool) -> Tensor:
+    """a.T @ b in a's dtype; with ``low`` the product is taken in bfloat16 (float accumulation)."""
+    return a.t().bfloat16().mm(b.bfloat16()).to(a.dtype) if low else a.t().mm(b)
 
 
 native_scan.register_autograd(lambda ctx, grads: _grads(ctx, grads[0], grads[1], grads[2], native_scan_backward),
@@ -296,15 +322,17 @@ class NativeScanFunction(torch.autograd.Function):
     a call, which is 5-10% of a small layer's step)."""
 
     @staticmethod
-    def forward(ctx, *inputs):  # noqa: D102
+    def forward(ctx, low: bool, *inputs):  # noqa: D102
+        if low:  # the step GEMMs in bfloat16: the kernel sees a bf16 w and keeps everything else in float32
+            inputs = (*inputs[:4], inputs[4].bfloat16(), *inputs[5:])
         res = _forward_impl(*inputs)
-        _save(ctx, inputs, res)
+        _save(ctx, inputs, res, low)
         return res[0], res[1], res[2]
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, dhT, dcT):  # noqa: D102
-        return _grads(ctx, dout, dhT, dcT, _backward_impl)
+        return (None, *_grads(ctx, dout, dhT, dcT, _backward_impl))  # dw in float32, as the weight
 
 
 def scan(kind: str, act: str, rec: str, gx: Tensor, w: Tensor, b: Tensor | None, g_hh: Tensor | None,
@@ -318,8 +346,12 @@ def scan(kind: str, act: str, rec: str, gx: Tensor, w: Tensor, b: Tensor | None,
     live = None if active is None else active.to(torch.uint8).contiguous()
     k = KINDS[kind]
     c0 = h0.new_empty(0) if c0 is None else c0
+    gx = gx.to(h0.dtype)  # under autocast the input projection came out in bf16; the gates run in float
     args = (k, ACT_CODES[act], ACT_CODES[rec], gx.contiguous(), w, b, g_hh, s_hh, g_ih, s_ih, drop, live, h0, c0)
-    res = native_scan(*args) if torch.compiler.is_compiling() else NativeScanFunction.apply(*args)
+    if torch.compiler.is_compiling():
+        res = native_scan(*args)
+    else:
+        res = NativeScanFunction.apply(mixed_precision(w), *args)
     return (res[0], res[1], res[2]) if k == KINDS["lstm"] else (res[0], res[1])
 
 

@@ -264,7 +264,9 @@ class Recurrent(nn.Module):
             # packing is data-dependent, torch's CPU kernel does not compile (aten.mkldnn_rnn_layer), and
             # torch.export fixes the fused kernel's time steps to the example's
             fused_ok = False
-        if fused_ok and not (self.cell.native_on_cpu and native_ok):
+        # under CPU bf16 autocast the kernel's mixed mode is as fast as torch's and keeps states in float32
+        native_first = self.cell.native_on_cpu or (cpu and torch.is_autocast_enabled("cpu"))
+        if fused_ok and not (native_first and native_ok):
             return "fused"
         if native_ok:
             return "native"

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from rnnkit.config import Config, ConfigError, TrainingConfig
+from rnnkit.layers.native import cpu_has_bf16
 from rnnkit.training import checkpoint as ckpt
 from rnnkit.training.callbacks import Context, make_callbacks
 from rnnkit.training.core import Data, Objective
@@ -279,6 +280,8 @@ class Trainer:
         self.amp_dtype = None
         if t.amp and self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        elif t.amp and self.device.type == "cpu" and cpu_has_bf16():
+            self.amp_dtype = torch.bfloat16  # the matmuls in bf16; states, gates, losses and the weights in float32
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.callbacks = make_callbacks(self.callback_options) if self.dist.main and run_dir is not None else {}
         self.state = State(accum=_zero_accum())
@@ -413,7 +416,7 @@ class Trainer:
     # ---- one step --------------------------------------------------------------------------------------
     def train_step(self, batch) -> tuple[float, int, dict]:
         t, d = self.training, self.dist
-        autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
+        autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
         with autocast:
             res = self.objective.step(self.net, batch, self.device)
         stats = torch.tensor([float(res.loss_sum.detach()), float(res.count), *res.sums.values()], dtype=torch.float64)

@@ -237,6 +237,34 @@ inline void ln_backward_pair(const T* dy, const T* z, const T* sz, const T* gz, 
   }
 }
 
+// ------------------------------------------------------------------------------------ the step's GEMM
+// c = a @ b, one step's recurrent product. With b (the recurrent weight) passed in bfloat16 - the mixed-
+// precision mode, training.amp on a CPU with bf16 instructions - a is rounded into a bf16 scratch, the product
+// taken by the bf16 GEMM (float accumulation, 3-4x the float32 rate there) and widened into c. The state, the
+// gates and every elementwise step stay in T either way.
+class StepGemm {
+ public:
+  StepGemm(const Tensor& b, int64_t rows) : low_(b.scalar_type() == at::kBFloat16) {
+    if (low_) {
+      a_ = at::empty({rows, b.size(0)}, b.options());
+      c_ = at::empty({rows, b.size(1)}, b.options());
+    }
+  }
+  void operator()(Tensor c, const Tensor& a, const Tensor& b) {
+    if (!low_) {
+      at::mm_out(c, a, b);
+      return;
+    }
+    a_.copy_(a);
+    at::mm_out(c_, a_, b);
+    c.copy_(c_);
+  }
+
+ private:
+  bool low_;
+  Tensor a_, c_;
+};
+
 // ------------------------------------------------------------------------------------------- buffers
 // A small cache of the kernel's large buffers. A fresh multi-megabyte tensor comes from mmap, and the
 // kernel's first write to each of its pages is a page fault: on the benchmark machine that took ~40% of a
@@ -507,6 +535,7 @@ std::vector<Tensor> forward_rb(const Tensor& gx, const Tensor& w, const Opt<T>& 
   Tensor S = buffer({B, T_, 2, 8}, opts);
   Hp.select(1, 0).copy_(h0);
   const Tensor w_rz = w.narrow(0, 0, 2 * H).t(), w_n = w.narrow(0, 2 * H, H).t();
+  StepGemm gemm_rz(w_rz, B), gemm_n(w_n, B);
   const int64_t grain = std::max<int64_t>(1, kGrain / G);
   const T* X = gx.data_ptr<T>();
   T *pA = A.data_ptr<T>(), *pH = Hp.data_ptr<T>(), *pO = out.data_ptr<T>(), *pHr = Hr.data_ptr<T>();
@@ -519,7 +548,7 @@ std::vector<Tensor> forward_rb(const Tensor& gx, const Tensor& w, const Opt<T>& 
     const Tensor zt = Z.select(0, ln_hh ? t : 0);
     Tensor z_rz = zt.narrow(1, 0, 2 * H), z_n = zt.narrow(1, 2 * H, H);
     T* z0 = pZ + (ln_hh ? t : 0) * B * G;
-    at::mm_out(z_rz, Hr.select(1, t), w_rz);  // W_hrz h_rec
+    gemm_rz(z_rz, Hr.select(1, t), w_rz);  // W_hrz h_rec
     at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
       std::vector<T> ybuf(ln_hh ? 2 * H : 0);
       for (int64_t bb = b0; bb < b1; ++bb) {
@@ -550,7 +579,7 @@ std::vector<Tensor> forward_rb(const Tensor& gx, const Tensor& w, const Opt<T>& 
         row.fwd1(a, y, pHr + r * H, rh, H);
       }
     });
-    at::mm_out(z_n, RH.select(1, t), w_n);  // W_hn (r ⊙ h_rec)
+    gemm_n(z_n, RH.select(1, t), w_n);  // W_hn (r ⊙ h_rec)
     at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
       std::vector<T> ybuf(ln_hh ? H : 0);
       for (int64_t bb = b0; bb < b1; ++bb) {
@@ -595,6 +624,8 @@ std::vector<Tensor> backward_rb(const Tensor& D, const Tensor& dhT, const Tensor
   const int64_t nth = at::get_num_threads();
   Tensor part = at::zeros({nth, 4, ln_hh || ln_ih ? G : 0}, opts);
   Tensor scratch = ln_hh && ln_ih ? at::empty({B, G}, opts) : Tensor();  // this step's dx rows
+  const Tensor w_n = w.narrow(0, 2 * H, H), w_rz = w.narrow(0, 0, 2 * H);
+  StepGemm gemm_n(w_n, B), gemm_rz(w_rz, B);
   const int64_t grain = std::max<int64_t>(1, kGrain / G);
   const T *pD = D.data_ptr<T>(), *pA = A.data_ptr<T>(), *pH = Hp.data_ptr<T>(), *pHr = Hr.data_ptr<T>();
   const T *pZ = Z.data_ptr<T>(), *pS = S.data_ptr<T>(), *X = gx.data_ptr<T>();
@@ -630,7 +661,7 @@ std::vector<Tensor> backward_rb(const Tensor& D, const Tensor& dhT, const Tensor
           std::memcpy(dz + 2 * H, dx + 2 * H, H * sizeof(T));
       }
     });
-    at::mm_out(drh, dZ.select(1, t).narrow(1, 2 * H, H), w.narrow(0, 2 * H, H));  // wrt r ⊙ h_rec
+    gemm_n(drh, dZ.select(1, t).narrow(1, 2 * H, H), w_n);  // wrt r ⊙ h_rec
     at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {  // r half, the rz projection's and gx's LN
       T* acc = ppart + std::min<int64_t>(at::get_thread_num(), nth - 1) * 4 * G;
       for (int64_t bb = b0; bb < b1; ++bb) {
@@ -646,7 +677,7 @@ std::vector<Tensor> backward_rb(const Tensor& D, const Tensor& dhT, const Tensor
       }
     });
     if (t == 0 && !need_h0) break;
-    at::mm_out(recb, dZ.select(1, t).narrow(1, 0, 2 * H), w.narrow(0, 0, 2 * H));  // wrt h_rec through r, z
+    gemm_rz(recb, dZ.select(1, t).narrow(1, 0, 2 * H), w_rz);  // wrt h_rec through r, z
     for (int64_t bb = 0; bb < B; ++bb) {
       if (!live(bb * T_ + t)) continue;
       T* gh = pdh + bb * H;
@@ -685,6 +716,7 @@ std::vector<Tensor> forward(int64_t kind, const Tensor& gx, const Tensor& w, con
   Hp.select(1, 0).copy_(h0);
   if (lstm) Cp.select(1, 0).copy_(c0);
   const Tensor wt = w.t();
+  StepGemm gemm(wt, B);
   const int64_t grain = std::max<int64_t>(1, kGrain / G);
   const std::vector<T> zeros(G, T(0));
   const T* X = gx.data_ptr<T>();
@@ -695,7 +727,7 @@ std::vector<Tensor> forward(int64_t kind, const Tensor& gx, const Tensor& w, con
   for (int64_t t = 0; t < T_; ++t) {
     if (op.drop) apply_dropout(pH, op.drop, pHr, B, T_, H, t);
     Tensor zt = ln_hh ? Z.select(0, t) : Z;
-    at::mm_out(zt, Hr.select(1, t), wt);  // W_hh h_{t-1} for every row
+    gemm(zt, Hr.select(1, t), wt);  // W_hh h_{t-1} for every row
     T* z0 = ln_hh ? pZ + t * B * G : pZ;
     at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
       std::vector<T> ybuf(ln_hh ? G : 0);
@@ -768,6 +800,7 @@ std::vector<Tensor> backward(int64_t kind, const Tensor& D, const Tensor& dhT, c
   T *pdX = dX.data_ptr<T>(), *pdZ = dZ.data_ptr<T>(), *pdh = dh.data_ptr<T>();
   T *pdc = lstm ? dc.data_ptr<T>() : nullptr, *ppart = part.data_ptr<T>();
   const T* prec = recb.data_ptr<T>();
+  StepGemm gemm(w, B);
 
   for (int64_t t = T_ - 1; t >= 0; --t) {
     at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
@@ -801,7 +834,7 @@ std::vector<Tensor> backward(int64_t kind, const Tensor& D, const Tensor& dhT, c
       }
     });
     if (t == 0 && !need_h0) break;
-    at::mm_out(recb, dZ.select(1, t), w);  // wrt h_{t-1} as W_hh saw it
+    gemm(recb, dZ.select(1, t), w);  // wrt h_{t-1} as W_hh saw it
     for (int64_t bb = 0; bb < B; ++bb) {
       if (op.live && !op.live[bb * T_ + t]) continue;  // the gradient passes a finished step unchanged
       T* gh = pdh + bb * H;

@@ -35,10 +35,18 @@ void check(int64_t kind, const Tensor& gx, const std::vector<OptT>& extra) {
                 "rnnkit native scan: optional inputs must be contiguous and of gx's dtype");
 }
 
+// w: gx's dtype, or bfloat16 with float32 gx (the mixed-precision mode: bf16 step GEMMs, float gates).
+void check_weight(const Tensor& gx, const Tensor& w) {
+  const bool mixed = w.scalar_type() == at::kBFloat16 && gx.scalar_type() == at::kFloat;
+  TORCH_CHECK(w.scalar_type() == gx.scalar_type() || mixed,
+              "rnnkit native scan: w must be of gx's dtype, or bfloat16 with float32 gx");
+}
+
 std::vector<Tensor> scan_forward(int64_t kind, const Tensor& gx, const Tensor& w, const OptT& b, const OptT& gain_hh,
                                  const OptT& shift_hh, const OptT& gain_ih, const OptT& shift_ih, const OptT& drop,
                                  const OptT& active, const Tensor& h0, const Tensor& c0, int64_t act, int64_t rec) {
   check(kind, gx, {b, gain_hh, shift_hh, gain_ih, shift_ih, drop, active});
+  check_weight(gx, w);
   at::NoGradGuard no_grad;
   if (gx.scalar_type() == at::kDouble)
     return forward<double>(kind, gx, w, options<double>(b, gain_hh, shift_hh, gain_ih, shift_ih, drop, active), h0,
@@ -53,6 +61,7 @@ std::vector<Tensor> scan_backward(int64_t kind, const Tensor& D, const Tensor& d
                                   const Tensor& X2, const Tensor& Z, const Tensor& S, int64_t act, int64_t rec,
                                   bool need_h0) {
   check(kind, A, {gain_hh, gain_ih, drop, active});
+  check_weight(A, w);
   at::NoGradGuard no_grad;
   const OptT none;
   if (A.scalar_type() == at::kDouble)
