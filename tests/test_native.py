@@ -213,3 +213,17 @@ def test_autocast_lstm_runs_the_kernel_with_float_states():
     assert type(out.grad_fn).__name__ == "NativeScanFunctionBackward"
     assert out.dtype == h.dtype == c.dtype == torch.float32
     assert layer.engine == "fused"  # outside autocast: torch's kernel, as before
+
+
+@needs_native
+@pytest.mark.parametrize("cell", ["mingru", "minlstm", "indrnn", "gru"])
+def test_autocast_runs_every_native_cell(cell):
+    """The cells with kernels of their own take float32 gates under autocast too (their kernels know no bf16)."""
+    from rnnkit.layers import make_layer
+
+    layer = make_layer(cell, 3, H, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = layer(torch.randn(B, T, 3), lengths=torch.tensor([6, 2, 4]))
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    out.sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in layer.parameters())

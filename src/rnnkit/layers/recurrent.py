@@ -25,7 +25,8 @@ Five engines compute the same function (``engine=``; ``"auto"`` picks the fastes
   packed sequence.
 * **native**: rnnkit's C++ kernel on the CPU (:mod:`rnnkit.layers.native`), for cells with a hand-written BPTT
   (``Cell.scan_kind``) and named activations; preferred over fused on the CPU where the cell says so
-  (``Cell.native_on_cpu``: the GRU and RNN, whose torch CPU kernels are slower). minGRU, minLSTM and IndRNN
+  (``Cell.native_on_cpu``: the GRU and RNN, whose torch CPU kernels are slower) and for every cell under CPU bf16
+  autocast (the kernel's mixed mode: bf16 GEMMs, float32 states). minGRU, minLSTM and IndRNN
   have kernels of their own there (``Cell.native``: one fused pass over the sequence each way).
 * **scan**: the same BPTT written with torch ops (:mod:`rnnkit.layers.scan`), on any device.
 * **parallel**: for cells whose recurrence is linear in h (``Cell.parallel``: minGRU, minLSTM), the whole
@@ -504,6 +505,7 @@ class Recurrent(nn.Module):
              active: torch.Tensor | None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Step the cell over gx (B, T, G*H) (before the input-side layer norm) from ``state`` on an own-loop
         engine; return outputs (B, T, P) and the final state."""
+        gx = gx.to(state[0].dtype)  # bf16 under CPU autocast: the recurrences run on float32 gates and states
         mask = None
         if self.recurrent_dropout > 0 and self.training:
             keep = 1.0 - self.recurrent_dropout
