@@ -254,6 +254,17 @@ def test_cpu_amp_learns_and_resumes_bit_identically(tmp_path):
     assert weights(full) == weights(cut)
 
 
+def test_cpu_amp_is_ignored_without_bf16_instructions(tmp_path, monkeypatch):
+    """Where the CPU would only emulate bf16 (slower than float32), amp trains in float32: the same weights."""
+    import rnnkit.training.engine as engine
+
+    monkeypatch.setattr(engine, "cpu_has_bf16", lambda: False)
+    cfg = tiny()
+    amp, _ = fit({**cfg, "training": {**cfg["training"], "amp": True}}, tmp_path / "amp", quiet=True)
+    plain, _ = fit(cfg, tmp_path / "plain", quiet=True)
+    assert weights(amp) == weights(plain)
+
+
 def test_monitor_direction_follows_the_metric():
     from rnnkit.training.engine import better, lower_is_better
 
