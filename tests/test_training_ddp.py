@@ -40,7 +40,13 @@ def test_two_processes_match_one(tmp_path):
                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
         procs.append(subprocess.Popen([*cmd, "--out", str(tmp_path / "two")], env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
-    outs = [p.communicate(timeout=180) for p in procs]
+    try:
+        outs = [p.communicate(timeout=180) for p in procs]
+    except subprocess.TimeoutExpired:  # one rank waiting for the other: stop both and show what they said
+        for p in procs:
+            p.kill()
+        outs = [p.communicate() for p in procs]
+        pytest.fail(f"the two ranks did not finish in 180 s (port {port}): {outs}")
     assert [p.returncode for p in procs] == [0, 0], outs
     assert outs[1][0] == ""  # only rank 0 prints
     a = load_file(tmp_path / "one" / "checkpoints" / "last" / "model.safetensors")
