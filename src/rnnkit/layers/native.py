@@ -40,23 +40,24 @@ ACT_CODES = {"tanh": 0, "sigmoid": 1, "relu": 2, "identity": 3, "hard_sigmoid": 
 _state: dict[str, object] = {}  # "ok": bool once a build was tried; "why": the reason it is unavailable
 
 
+@functools.cache
+def _cpu_words() -> frozenset[str]:
+    """The words of /proc/cpuinfo (its flags among them); empty where there is none."""
+    try:
+        return frozenset(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return frozenset()
+
+
 def _cpu_flags() -> list[str]:
     """``-mavx2 -mfma`` where this CPU has both (the float exp/tanh then run 8 lanes wide)."""
-    try:
-        words = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return []
-    return ["-mavx2", "-mfma"] if {"avx2", "fma"} <= words else []
+    return ["-mavx2", "-mfma"] if {"avx2", "fma"} <= _cpu_words() else []
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16), so that a bf16 GEMM runs at 3-4x
-    the float32 rate; without them torch emulates bf16 and mixed precision would only be slower."""
-    try:
-        words = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return False
-    return bool({"avx512_bf16", "amx_bf16"} & words)
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16), so that a bf16 GEMM runs at about
+    4x the float32 rate; without them torch emulates bf16 and mixed precision would only be slower."""
+    return bool({"avx512_bf16", "amx_bf16"} & _cpu_words())
 
 
 def _flags() -> list[str]:
@@ -180,12 +181,16 @@ def empty_cache() -> int:
     return int(torch.ops.rnnkit_native.empty_cache()) if _state.get("ok") else 0
 
 
+def bf16_autocast() -> bool:
+    """Whether this code runs inside ``torch.autocast("cpu", dtype=torch.bfloat16)`` (``training.amp`` on a CPU
+    with bf16 instructions): the kernel's mixed mode, which ``auto`` then prefers over torch's fused kernels."""
+    return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
 def mixed_precision(w: Tensor) -> bool:
-    """Whether the kernel takes its step GEMMs in bfloat16 for this float32 weight: inside
-    ``torch.autocast("cpu", dtype=torch.bfloat16)`` (``training.amp`` on a CPU with bf16 instructions). The
-    states, gates and their gradients stay float32; only the matmuls round their inputs to bf16."""
-    return (w.dtype == torch.float32 and w.device.type == "cpu" and torch.is_autocast_enabled("cpu")
-            and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+    """Whether the kernel takes its step GEMMs in bfloat16 for this float32 weight (under :func:`bf16_autocast`).
+    The states, gates and their gradients stay float32; only the matmuls round their inputs to bf16."""
+    return w.dtype == torch.float32 and w.device.type == "cpu" and bf16_autocast()
 
 
 def supports_dtype(dtype: torch.dtype) -> bool:
@@ -285,7 +290,7 @@ def _grads(ctx, dout, dhT, dcT, backward) -> tuple:
     kind, act, rec = ctx.codes
     has_b, ln_hh, ln_ih, has_drop = ctx.flags
     need = ctx.needs_input_grad[-14:]  # the op's 14 inputs (the eager node has a leading flag)
-    low = getattr(ctx, "low", False)
+    low = ctx.low
     B, T, G = A.shape
     H = G // NUM_GATES[kind]
     dout = torch.zeros_like(Hp) if dout is None else dout
@@ -346,7 +351,6 @@ def scan(kind: str, act: str, rec: str, gx: Tensor, w: Tensor, b: Tensor | None,
     live = None if active is None else active.to(torch.uint8).contiguous()
     k = KINDS[kind]
     c0 = h0.new_empty(0) if c0 is None else c0
-    gx = gx.to(h0.dtype)  # under autocast the input projection came out in bf16; the gates run in float
     args = (k, ACT_CODES[act], ACT_CODES[rec], gx.contiguous(), w, b, g_hh, s_hh, g_ih, s_ih, drop, live, h0, c0)
     if torch.compiler.is_compiling():
         res = native_scan(*args)

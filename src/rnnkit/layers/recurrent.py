@@ -266,7 +266,7 @@ class Recurrent(nn.Module):
             # torch.export fixes the fused kernel's time steps to the example's
             fused_ok = False
         # under CPU bf16 autocast the kernel's mixed mode is as fast as torch's and keeps states in float32
-        native_first = self.cell.native_on_cpu or (cpu and torch.is_autocast_enabled("cpu"))
+        native_first = self.cell.native_on_cpu or (cpu and native.bf16_autocast())
         if fused_ok and not (native_first and native_ok):
             return "fused"
         if native_ok:

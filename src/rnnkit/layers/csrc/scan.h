@@ -240,7 +240,7 @@ inline void ln_backward_pair(const T* dy, const T* z, const T* sz, const T* gz, 
 // ------------------------------------------------------------------------------------ the step's GEMM
 // c = a @ b, one step's recurrent product. With b (the recurrent weight) passed in bfloat16 - the mixed-
 // precision mode, training.amp on a CPU with bf16 instructions - a is rounded into a bf16 scratch, the product
-// taken by the bf16 GEMM (float accumulation, 3-4x the float32 rate there) and widened into c. The state, the
+// taken by the bf16 GEMM (float accumulation, about 4x the float32 rate there) and widened into c. The state, the
 // gates and every elementwise step stay in T either way.
 class StepGemm {
  public:
