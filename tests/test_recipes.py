@@ -289,3 +289,97 @@ def test_a_text_ensemble_reports_and_explains_through_its_members(tmp_path, caps
     out = tmp_path / "member.json"
     assert main(["explain", str(run_dir / "members" / "0"), "--text", "not good", "--output", str(out)]) in (0, None)
     assert json.loads(out.read_text())
+
+
+def test_a_seasonal_profile_is_fitted_on_the_training_part_and_inverted_by_phase():
+    from rnnkit.data.series import Scaler, seasonal_profile
+
+    m, t = 12, np.arange(240)
+    season = 1 + 0.3 * np.sin(2 * np.pi * t / m)
+    y = (50 + 0.5 * t) * season  # multiplicative: the swing grows with the level
+    train = 120
+    p = seasonal_profile(y[:train], t[:train] % m, m, "multiplicative")
+    assert abs(p.mean() - 1) < 1e-12 and np.abs(p - season[:m]).max() < 0.02  # the season, not the trend
+    a = seasonal_profile(y[:train], t[:train] % m, m, "additive")
+    assert abs(a.mean()) < 1e-12 and a.argmax() == p.argmax() and a.argmin() == p.argmin()
+    sc = Scaler("standard", seasonal="multiplicative").fit(y[:train, None], t[:train] % m, m)
+    np.testing.assert_array_equal(sc.profile, p)  # the test part did not enter the fit
+    z = sc.transform(y[:, None], t % m)[:, 0]
+    assert np.corrcoef(z[train:], season[train:])[0, 1] ** 2 < 0.05  # deseasonalised, past the training part too
+    np.testing.assert_allclose(sc.inverse(z[None], phase=(t % m)[None])[0], y, rtol=1e-12)
+    back = Scaler.from_state(json.loads(json.dumps(sc.state())))
+    np.testing.assert_array_equal(back.transform(y[:, None], t % m), sc.transform(y[:, None], t % m))
+    with pytest.raises(ValueError, match="phase"):
+        sc.transform(y[:, None])
+    with pytest.raises(ValueError, match="needs at least"):
+        seasonal_profile(y[:15], t[:15] % m, m, "multiplicative")
+
+
+def test_multiplicative_deseasonalising_resumes_exactly_and_forecasts_the_season(tmp_path):
+    import rnnkit
+    from rnnkit.tasks.forecasting import forecast
+
+    cfg = _seasonal(transform="none", deseasonalize="multiplicative")
+    whole, m_whole = fit(cfg, tmp_path / "whole", quiet=True)
+    cut, _ = fit(cfg | {"training": cfg["training"] | {"epochs": 3}}, tmp_path / "cut", quiet=True)
+    _, m_cut = fit(None, resume=cut, overrides=["training.epochs=6"], quiet=True)
+    assert m_whole["test"] == m_cut["test"]
+    run = rnnkit.Run.load(whole)
+    assert run.task.scaler.seasonal == "multiplicative" and len(run.task.scaler.profile) == 12
+    rows = forecast(run, 12)
+    mid = np.array([r["forecast"] for r in rows])
+    t = 180 + np.arange(12)
+    assert np.corrcoef(mid, np.sin(2 * np.pi * t / 12))[0, 1] > 0.8  # the season is put back on the forecasts
+    lo, hi = (np.array([r[k] for r in rows]) for k in ("lower_80", "upper_80"))
+    assert np.all(lo <= mid) and np.all(mid <= hi)
+
+
+def test_the_seasonal_phase_follows_the_calendar_of_new_history(tmp_path):
+    from rnnkit.tasks import get_task
+
+    t = np.arange(120)
+    y = (30 + 0.1 * t) * (1 + 0.25 * np.cos(2 * np.pi * t / 12))
+    path = tmp_path / "monthly.csv"
+    path.write_text("date,value\n" + "".join(f"{2000 + i // 12}-{i % 12 + 1:02d}-01,{v}\n" for i, v in enumerate(y)))
+    cfg = load_config({"name": "cal", "task": "forecasting", "model": {"cell": "gru", "hidden_size": 4},
+                       "data": {"source": "csv", "path": str(path), "date_col": "date", "target": "value",
+                                "lookback": 12, "horizon": 3, "deseasonalize": "additive"},
+                       "training": {"epochs": 1, "device": "cpu"}})
+    task = get_task("forecasting")(cfg)
+    task.setup()
+    later = tmp_path / "later.csv"  # the same values, starting five months later
+    later.write_text("date,value\n" + "".join(path.read_text().splitlines(keepends=True)[6:]))
+    a, b = task.as_input(str(path)), task.as_input(str(later))
+    torch.testing.assert_close(b.X, a.X[5:])  # step k of the later history is deseasonalised by its own month
+    torch.testing.assert_close(b.Y, a.Y[5:])
+
+
+@pytest.mark.parametrize(("data", "problem"), [
+    ({"deseasonalize": "multiplicative"}, "after data.transform: boxcox"),
+    ({"deseasonalize": "additive", "season": 1}, "m >= 2"),
+    ({"deseasonalize": "additive", "season": 60}, "needs at least"),
+])
+def test_a_seasonal_profile_that_cannot_be_fitted_is_refused_in_one_line(tmp_path, capsys, data, problem):
+    import yaml
+
+    from rnnkit.cli import main
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_seasonal(**data)))
+    assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert problem in err and len(err.splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_multiplicative_deseasonalising_needs_a_positive_training_part(tmp_path, capsys):
+    import yaml
+
+    from rnnkit.cli import main
+
+    cfg = _seasonal(transform="none", deseasonalize="multiplicative")
+    cfg["data"]["values"][3] = -1.0
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "must be positive" in err and len(err.splitlines()) == 1

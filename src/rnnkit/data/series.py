@@ -299,20 +299,29 @@ def _fill(v: np.ndarray, how: str) -> np.ndarray:
 class Scaler:
     """Per-column affine scaling ``z = (v - shift) / scale``, fitted on the training part only; before it, an
     optional transform of the target (column 0): ``log``, or ``boxcox`` with its λ fitted on the training part
-    by maximum likelihood. :meth:`inverse` undoes both, so forecasts, quantiles and intervals come back on the
-    original scale (a monotone transform maps quantiles to quantiles)."""
+    by maximum likelihood, then optionally a seasonal profile removed from the target (``seasonal``: ``additive``
+    subtracts, ``multiplicative`` divides by the profile's value at each step's phase; the profile comes from a
+    classical decomposition of the training part, :func:`seasonal_profile`). :meth:`inverse` undoes all three, so
+    forecasts, quantiles and intervals come back on the original scale (each step is monotone, so quantiles map
+    to quantiles). With a seasonal profile, :meth:`fit`, :meth:`transform` and :meth:`inverse` take ``phase``:
+    each value's position in the season (0 .. m-1), shaped like the target values."""
 
     kind: str = "standard"  # standard | minmax | none
     shift: np.ndarray = field(default_factory=lambda: np.zeros(0))
     scale: np.ndarray = field(default_factory=lambda: np.ones(0))
     target: str = "none"  # none | log | boxcox: the target's transform before the scaling
     lam: float = 1.0  # the Box-Cox λ
+    seasonal: str = "none"  # none | additive | multiplicative: a seasonal profile removed after the transform
+    profile: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (m,) the profile by phase
 
-    def fit(self, v: np.ndarray) -> Scaler:
-        """``v`` (N, K) -> fitted on each column."""
+    def fit(self, v: np.ndarray, phase: np.ndarray | None = None, season: int = 1) -> Scaler:
+        """``v`` (N, K) -> fitted on each column; ``phase`` (N,) and the period ``season`` with a seasonal profile."""
         if self.target == "boxcox":
             self.lam = boxcox_lambda(v[:, 0])
         v = self._forward_target(v)
+        if self.seasonal != "none":
+            self.profile = seasonal_profile(v[:, 0], phase, season, self.seasonal)
+            v = self._deseason(v, phase)
         if self.kind == "standard":
             self.shift, self.scale = v.mean(0), v.std(0)
         elif self.kind == "minmax":
@@ -333,13 +342,30 @@ class Scaler:
             v[:, 0] = np.log(y) if abs(self.lam) < 1e-8 else (y**self.lam - 1.0) / self.lam
         return v
 
-    def transform(self, v: np.ndarray) -> np.ndarray:
-        return (self._forward_target(v) - self.shift) / self.scale
+    def _deseason(self, v: np.ndarray, phase: np.ndarray | None) -> np.ndarray:
+        if self.seasonal == "none":
+            return v
+        if phase is None:
+            raise ValueError("this scaler removes a seasonal profile: give each value's phase")
+        v = np.array(v, np.float64)
+        p = self.profile[np.asarray(phase, np.int64)]
+        v[:, 0] = v[:, 0] / p if self.seasonal == "multiplicative" else v[:, 0] - p
+        return v
 
-    def inverse(self, z: np.ndarray, col: int = 0) -> np.ndarray:
-        """Column ``col`` back to the original scale (any shape)."""
+    def transform(self, v: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
+        return (self._deseason(self._forward_target(v), phase) - self.shift) / self.scale
+
+    def inverse(self, z: np.ndarray, col: int = 0, phase: np.ndarray | None = None) -> np.ndarray:
+        """Column ``col`` back to the original scale (any shape; ``phase`` the target's phases, the same shape)."""
         v = z * self.scale[col] + self.shift[col]
-        if col != 0 or self.target == "none":
+        if col != 0:
+            return v
+        if self.seasonal != "none":
+            if phase is None:
+                raise ValueError("this scaler removes a seasonal profile: give each value's phase")
+            p = self.profile[np.asarray(phase, np.int64)]
+            v = v * p if self.seasonal == "multiplicative" else v + p
+        if self.target == "none":
             return v
         if self.target == "log" or abs(self.lam) < 1e-8:
             return np.exp(np.minimum(v, 700.0))
@@ -347,12 +373,30 @@ class Scaler:
 
     def state(self) -> dict:
         return {"kind": self.kind, "shift": self.shift.tolist(), "scale": self.scale.tolist(), "target": self.target,
-                "lam": self.lam}
+                "lam": self.lam, "seasonal": self.seasonal, "profile": self.profile.tolist()}
 
     @classmethod
     def from_state(cls, s: dict) -> Scaler:
         return cls(s["kind"], np.asarray(s["shift"], np.float64), np.asarray(s["scale"], np.float64),
-                   s.get("target", "none"), float(s.get("lam", 1.0)))
+                   s.get("target", "none"), float(s.get("lam", 1.0)), s.get("seasonal", "none"),
+                   np.asarray(s.get("profile", []), np.float64))
+
+
+def seasonal_profile(y: np.ndarray, phase: np.ndarray, m: int, kind: str) -> np.ndarray:
+    """The seasonal profile (m,) of ``y`` (T,) by classical decomposition: the trend is the centred moving average
+    over one season (a 2 x m average for even m), the profile at phase k the mean of ``y / trend``
+    (``multiplicative``) or ``y - trend`` (``additive``) over the steps of phase k, normalised to mean 1 or 0.
+    Needs every phase at least once where the trend is defined (about 2 m steps)."""
+    y, phase = np.asarray(y, np.float64), np.asarray(phase, np.int64)
+    w = np.r_[0.5, np.ones(m - 1), 0.5] / m if m % 2 == 0 else np.ones(m) / m
+    half = len(w) // 2
+    trend = np.convolve(y, w, mode="valid")  # centred at steps half .. T - half - 1
+    inner = slice(half, len(y) - half)
+    if len(trend) < 1 or len(np.unique(phase[inner])) < m:
+        raise ValueError(f"a seasonal profile of period {m} needs at least {2 * half + m} steps, got {len(y)}")
+    detrended = y[inner] / trend if kind == "multiplicative" else y[inner] - trend
+    profile = np.array([detrended[phase[inner] == k].mean() for k in range(m)])
+    return profile / profile.mean() if kind == "multiplicative" else profile - profile.mean()
 
 
 def boxcox_lambda(y: np.ndarray) -> float:
@@ -405,4 +449,4 @@ def csv_series_source(d: Any, *, delimiter: str = ",") -> Series:
 
 __all__ = ["EMBEDDED_SERIES", "FREQS", "SEASON", "Scaler", "Series", "calendar", "fill_gaps", "from_array",
            "gaps", "infer_freq", "load_embedded_series", "parse_dates", "period_date", "read_csv_series",
-           "to_periods", "windows"]
+           "seasonal_profile", "to_periods", "windows"]

@@ -69,8 +69,10 @@ class ForecastDataConfig(DataConfig):
     scaler: Literal["standard", "minmax", "none"] = "standard"
     transform: Literal["none", "log", "boxcox"] = "none"  # of the target before scaling (fitted on train, inverted)
     relative: bool = False  # target inputs/outputs relative to the window's last value
-    deseasonalize: Literal["none", "difference"] = "none"  # difference: outputs are offsets from the value one
-    #                        season before each step (the network corrects seasonal naive); needs lookback >= season
+    deseasonalize: Literal["none", "difference", "additive", "multiplicative"] = "none"  # difference: outputs are
+    #   offsets from the value one season before each step (the network corrects seasonal naive; lookback >= season);
+    #   additive / multiplicative: a seasonal profile fitted on the training part (classical decomposition, after
+    #   data.transform) is removed from the target before the network and put back on every forecast
     season: int | None = None  # seasonal period m (MASE, seasonal naive); null: from the frequency
     test_fraction: float = 0.2  # the last part of the series
     test_start: object = None  # int position or date string ('1921'): test targets start here
@@ -262,9 +264,13 @@ class Forecasting(Task):
             raise DataError(f"data.transform: {d.transform} needs a positive series, but it reaches {s.y[at]:g} at "
                             f"{s.dates(np.array([at]))[0] if s.periods is not None else f'step {at}'}; use "
                             "data.transform: none (or shift the series above 0)")
-        self.scaler = Scaler(d.scaler, target=d.transform).fit(cols[:val_lo])
-        self.input_size = cols.shape[1]
         self.season = d.season or (SEASON[s.freq] if s.freq else 1)
+        seasonal = d.deseasonalize if d.deseasonalize in ("additive", "multiplicative") else "none"
+        self.scaler = Scaler(d.scaler, target=d.transform, seasonal=seasonal)
+        if seasonal != "none":
+            self._check_profile(s, val_lo)
+        self.scaler.fit(cols[:val_lo], self._phase(s, np.arange(val_lo)), self.season)
+        self.input_size = cols.shape[1]
         if d.deseasonalize == "difference" and d.lookback < self.season:
             raise ConfigError(f"data.deseasonalize: difference reads the value one season (m = {self.season}) back in "
                               f"the window, but data.lookback is {d.lookback}; set data.lookback >= {self.season}")
@@ -285,10 +291,43 @@ class Forecasting(Task):
             raise DataError(f"no test window: the test part needs {L} steps of history before it; lower "
                             "data.lookback or move data.test_start later")
 
+    def _check_profile(self, s, val_lo: int) -> None:
+        """Refuse a seasonal profile that cannot be fitted on the training part (one line naming the fix)."""
+        from rnnkit.data import DataError
+
+        d, m = self.cfg.data, self.season
+        if m < 2:
+            raise ConfigError(f"data.deseasonalize: {d.deseasonalize} needs a seasonal period m >= 2 (m = {m}); set "
+                              "data.season")
+        if val_lo < 2 * (m // 2) + m:
+            raise DataError(f"data.deseasonalize: {d.deseasonalize} fits a seasonal profile (m = {m}) on the training "
+                            f"part, which needs at least {2 * (m // 2) + m} steps but has {val_lo}; give a longer "
+                            "series or lower data.val_fraction/test_fraction")
+        if d.deseasonalize == "multiplicative" and d.transform != "none":
+            raise ConfigError(f"data.deseasonalize: multiplicative after data.transform: {d.transform}: the transform "
+                              "already makes a multiplicative season additive; use deseasonalize: additive")
+        if d.deseasonalize == "multiplicative" and not np.all(s.y[:val_lo] > 0):
+            raise DataError("data.deseasonalize: multiplicative divides by the season, so the training part must be "
+                            "positive; use deseasonalize: additive")
+
+    def _phase(self, s, positions: np.ndarray) -> np.ndarray:
+        """Each position's phase in the season (0 .. m-1): from the calendar when the series has dates (so new
+        history lines up with the training series), else counted from the series' first value."""
+        first = int(s.periods[0]) if s.periods is not None else 0
+        return (first + np.asarray(positions, np.int64)) % self.season
+
+    def _target_phase(self, data: Windows, steps: int) -> np.ndarray:
+        """(N, steps) the phases of the values forecast from ``data``'s origins."""
+        return self._phase(data.series, data.origins[:, None] + 1 + np.arange(steps))
+
+    def _inverse(self, data: Windows, z: np.ndarray) -> np.ndarray:
+        """Scaled targets or forecasts (N, steps) from ``data``'s origins -> the original scale."""
+        return self.scaler.inverse(z, phase=self._target_phase(data, z.shape[1]))
+
     def make_windows(self, s, origins: np.ndarray, horizon: int) -> Windows:
         from rnnkit.data.series import windows
 
-        z = self.scaler.transform(np.concatenate([s.y[:, None], s.X], 1))
+        z = self.scaler.transform(np.concatenate([s.y[:, None], s.X], 1), self._phase(s, np.arange(len(s))))
         X, Y = windows(z, origins, self.cfg.data.lookback, horizon)
         return Windows(torch.from_numpy(X), torch.from_numpy(Y), origins, s)
 
@@ -330,6 +369,9 @@ class Forecasting(Task):
                "covariates": s.covariates, "season": self.season, "lookback": d.lookback, "horizon": d.horizon,
                "strategy": d.strategy, "windows": {k: len(v) for k, v in self.splits.items()},
                "test_starts": dates[self.bounds["val_end"]], "gaps_left": gaps(s)["missing"]}
+        if self.scaler is not None and self.scaler.seasonal != "none":  # by phase, on the transformed scale
+            out["seasonal_profile"] = {"kind": self.scaler.seasonal,
+                                       "by_phase": np.round(self.scaler.profile, 4).tolist()}
         return out | {"notes": s.notes}
 
     # ---- model and training ----------------------------------------------------------------------------
@@ -431,8 +473,8 @@ class Forecasting(Task):
             if known.any():
                 loss += float(self._loss(out[known], Y[known]))
             parts.append([t.cpu().double().numpy() if t is not None else None for t in self._point_interval(out)])
-        inv = self.scaler.inverse
-        pred, lo, hi = (None if parts[0][j] is None else inv(np.concatenate([p[j] for p in parts])) for j in range(3))
+        pred, lo, hi = (None if parts[0][j] is None else self._inverse(data, np.concatenate([p[j] for p in parts]))
+                        for j in range(3))
         return loss, pred, lo, hi
 
     def evaluate(self, model: nn.Module, data: Windows, device: torch.device) -> dict:
@@ -440,7 +482,7 @@ class Forecasting(Task):
 
         H = self.cfg.data.horizon
         loss, pred, lo, hi = self._outputs(model, data, device, H)
-        y = self.scaler.inverse(data.Y.double().numpy())
+        y = self._inverse(data, data.Y.double().numpy())
         out = {"loss": loss / max(y.size, 1), **point_metrics(y, pred, self.mase_scale)}
         if lo is not None:
             out.update(interval_metrics(y, lo, hi, self.interval_level))
@@ -512,7 +554,7 @@ class Forecasting(Task):
         if not statistical.available():
             metrics["baselines_skipped"] = {n: f"needs statsmodels: {baselines.EXTRA}" for n in ("ets", "theta")}
             return {}
-        y = self.scaler.inverse(data.Y.double().numpy())
+        y = self._inverse(data, data.Y.double().numpy())
         history, H, out = data.series.y, y.shape[1], {}
         fit_end = self.bounds["val_end"]  # train + val: all the network saw (val chose its best epoch)
         for name, run in (("ets", lambda: statistical.ets_forecasts(history, fit_end, data.origins, H, self.season)),
