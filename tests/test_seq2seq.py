@@ -131,3 +131,31 @@ def test_error_rates_are_minimised_by_the_best_checkpoint_and_tune():
     for m in ("val_accuracy", "val_macro_f1", "val_roc_auc", "val_coverage"):
         assert not lower_is_better(m) and not tune_rule(m), m
     assert better(0.3, 0.4, "val_wer") and not better(0.5, 0.4, "val_wer")
+
+
+def test_an_ensemble_of_copies_decodes_as_its_member_and_a_trained_one_reloads(run, tmp_path):
+    import copy
+
+    from rnnkit.tasks.seq2seq import DecoderEnsemble
+
+    model, task = _model_and_task(run)
+    twins = task.ensemble([model, copy.deepcopy(model)]).eval()
+    assert isinstance(twins, DecoderEnsemble) and twins.attn is not None
+    srcs = [task.src_vocab.encode(w) for w in ("cat", "photographers", "zyzzyva")]
+    batch, lengths = pad(srcs), torch.tensor([len(s) for s in srcs])
+    one, s1, w1 = greedy(model, batch, lengths, 30, want_attention=True)
+    two, s2, w2 = greedy(twins, batch, lengths, 30, want_attention=True)
+    assert one == two and s1 == pytest.approx(s2, abs=1e-5) and torch.allclose(w1[0], w2[0], atol=1e-6)
+    b1, b2 = (beam_search(m, batch, lengths, 30, beam=4, n_best=2) for m in (model, twins))
+    assert [[ids for ids, _ in b] for b in b1] == [[ids for ids, _ in b] for b in b2]  # beams reorder both members
+
+    ens, m = fit({**TINY, "training": {**TINY["training"], "ensemble": 2}}, tmp_path / "ens", quiet=True)
+    assert m["ensemble"] == 2 and len(m["members"]) == 2 and "wer" in m["spread"]
+    losses = [mm["test"]["loss"] for mm in m["members"]]
+    assert min(losses) < max(losses)  # two different members (seeds 0 and 1)
+    assert m["test"]["loss"] <= sum(losses) / 2 + 1e-6  # -log of the mean probability <= the mean of -log p
+    assert main(["predict", str(ens), "--text", "cat", "--beam", "3", "--output", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())[0]["output"]
+    assert main(["explain", str(ens), "--text", "cat", "--output", str(tmp_path / "a.json")]) == 0
+    weights = json.loads((tmp_path / "a.json").read_text())[0]["weights"]  # the members' mean attention
+    assert len(weights[0]) == 3 and all(abs(sum(row) - 1) < 1e-3 for row in weights)  # rounded to 4 places

@@ -172,9 +172,7 @@ def member_config(cfg: Config, k: int) -> Config:
 
 def ensemble_model(cfg: Config, task: typing.Any) -> typing.Any:
     """The untrained ensemble of ``cfg.training.ensemble`` members of ``task``'s model."""
-    from rnnkit.training.ensemble import Ensemble
-
-    return Ensemble([task.build_model() for _ in range(cfg.training.ensemble)], task.combine)
+    return task.ensemble([task.build_model() for _ in range(cfg.training.ensemble)])
 
 
 def _fit_ensemble(cfg: Config, run_dir: Path, command: str, quiet: bool) -> tuple[Path, dict]:

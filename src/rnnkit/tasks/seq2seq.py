@@ -24,6 +24,7 @@ those references' summed length; ``bleu`` and ``chrf`` through sacrebleu when it
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -36,6 +37,7 @@ from torch import nn
 from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
 from rnnkit.tasks import register_task
 from rnnkit.tasks.base import StepResult, Task
+from rnnkit.training.ensemble import Ensemble
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
@@ -285,12 +287,33 @@ class Seq2Seq(nn.Module):
         return torch.stack(logps, 1)
 
 
+class DecoderEnsemble(Ensemble):
+    """K encoder-decoders decoded as one. Teacher-forced ``forward`` combines the members' log-probabilities by
+    ``combine``; :meth:`encode` runs every member's encoder and :meth:`step` every member's decoder step, returning
+    the log of the members' mean next-token probabilities (B, V) and their mean attention weights (B, S)."""
+
+    @property
+    def attn(self) -> nn.Module | None:
+        return self.members[0].attn
+
+    def encode(self, src: torch.Tensor, lengths: torch.Tensor) -> dict:
+        return {"members": [m.encode(src, lengths) for m in self.members]}
+
+    def step(self, prev: torch.Tensor, enc: dict) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
+        outs = [m.step(prev, e) for m, e in zip(self.members, enc["members"], strict=True)]
+        logp = torch.stack([o[0] for o in outs]).logsumexp(0) - math.log(len(outs))
+        weights = None if outs[0][2] is None else torch.stack([o[2] for o in outs]).mean(0)
+        return logp, {"members": [o[1] for o in outs]}, weights
+
+
 # ---- decoding ---------------------------------------------------------------------------------------------------
 def _select(enc: dict, idx: torch.Tensor) -> dict:
     """The decoder inputs of the rows ``idx`` (repeating items into beams, reordering beams)."""
     out = {}
     for k, v in enc.items():
-        if k == "state":  # (layers, B, H) each
+        if k == "members":  # an ensemble: each member's inputs
+            out[k] = [_select(e, idx) for e in v]
+        elif k == "state":  # (layers, B, H) each
             out[k] = tuple(s.index_select(1, idx) for s in v) if isinstance(v, tuple) else v.index_select(1, idx)
         else:
             out[k] = None if v is None else v.index_select(0, idx)
@@ -502,6 +525,16 @@ class Seq2SeqTask(Task):
     def build_model(self) -> nn.Module:
         return Seq2Seq(self.cfg.model, len(self.src_vocab), len(self.tgt_vocab))
 
+    def combine(self, outputs: list) -> torch.Tensor:
+        """Members' teacher-forced log-probabilities (B, T, V) -> the log of their mean probabilities."""
+        from rnnkit.training.ensemble import mean_probabilities
+
+        return mean_probabilities(outputs)  # softmax of log-probabilities is the probabilities
+
+    def ensemble(self, members: list[nn.Module]) -> nn.Module:
+        """Greedy and beam search decode the members together, averaging next-token probabilities each step."""
+        return DecoderEnsemble(members, self.combine)
+
     # -- training
     def step(self, model: nn.Module, batch: dict, device: torch.device) -> StepResult:
         m = self.cfg.model
@@ -647,4 +680,5 @@ def _attention_html(items: list[dict]) -> str:
         "<p>Greedy decoding; each row is one output token's weights over the source.</p>"
 
 
-__all__ = ["Attention", "Seq2Seq", "Seq2SeqTask", "Vocab", "beam_search", "edit_distance", "error_rates", "greedy"]
+__all__ = ["Attention", "DecoderEnsemble", "Seq2Seq", "Seq2SeqTask", "Vocab", "beam_search", "edit_distance",
+           "error_rates", "greedy"]

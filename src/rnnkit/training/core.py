@@ -125,6 +125,14 @@ class Objective:
         ensembled leave this unimplemented, and ``training.ensemble`` is refused for them."""
         raise NotImplementedError
 
+    def ensemble(self, members: list[nn.Module]) -> nn.Module:
+        """The module that runs ``members`` as one model: by default each member's forward on the same inputs,
+        combined by :meth:`combine`; an objective whose prediction is not one forward (a decoder run step by step)
+        returns its own."""
+        from rnnkit.training.ensemble import Ensemble
+
+        return Ensemble(members, self.combine)
+
     def finalize_metrics(self, metrics: dict) -> dict:
         """The final ``metrics.json`` mapping before it is written (e.g. lift out baselines); default: as is."""
         return metrics
