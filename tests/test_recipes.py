@@ -326,6 +326,9 @@ def test_multiplicative_deseasonalising_resumes_exactly_and_forecasts_the_season
     assert m_whole["test"] == m_cut["test"]
     run = rnnkit.Run.load(whole)
     assert run.task.scaler.seasonal == "multiplicative" and len(run.task.scaler.profile) == 12
+    recorded = json.loads((whole / "run.json").read_text())["data"]["seasonal_profile"]
+    assert recorded["kind"] == "multiplicative"
+    assert np.allclose(recorded["by_phase"], run.task.scaler.profile, atol=1e-4)  # recorded in run.json
     rows = forecast(run, 12)
     mid = np.array([r["forecast"] for r in rows])
     t = 180 + np.arange(12)
