@@ -386,3 +386,22 @@ def test_multiplicative_deseasonalising_needs_a_positive_training_part(tmp_path,
     assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert "must be positive" in err and len(err.splitlines()) == 1
+
+
+def test_a_warm_started_ensemble_chains_its_members_and_resumes(tmp_path):
+    import csv
+
+    training = DIGITS["training"] | {"ensemble": 2, "epochs": 4, "lr": 0.03}
+    run, m = fit(DIGITS | {"training": training | {"ensemble_warm_start": True}}, tmp_path / "snap", quiet=True)
+    first = [list(csv.DictReader(open(run / "members" / str(k) / "metrics.csv")))[0] for k in (0, 1)]
+    cold, _ = fit(DIGITS | {"training": training}, tmp_path / "cold", quiet=True)
+    cold1 = list(csv.DictReader(open(cold / "members" / "1" / "metrics.csv")))[0]
+    # member 1 starts where member 0 ended: its first epoch is far better than a fresh start's
+    assert float(first[1]["train_loss"]) < 0.8 * min(float(first[0]["train_loss"]), float(cold1["train_loss"]))
+    assert m["members"][0]["test"] == json.loads((cold / "metrics.json").read_text())["members"][0]["test"]
+    (run / "metrics.json").unlink()
+    (run / "members" / "1" / "metrics.json").unlink()
+    _, again = fit(None, resume=run, quiet=True)  # member 1 continues from its own checkpoint
+    assert again["test"] == m["test"]
+    with pytest.raises(ConfigError, match="ensemble_warm_start"):
+        load_config(DIGITS | {"training": DIGITS["training"] | {"ensemble": 1, "ensemble_warm_start": True}})

@@ -166,13 +166,20 @@ def member_config(cfg: Config, k: int) -> Config:
     m = from_dict(cfg.to_dict())
     t = m.training
     t.split_seed = t.seed if t.split_seed is None else t.split_seed
-    t.seed, t.ensemble, m.name = t.seed + k, 1, f"{cfg.name}-member{k}"
+    t.seed, t.ensemble, t.ensemble_warm_start, m.name = t.seed + k, 1, False, f"{cfg.name}-member{k}"
     return m
 
 
 def ensemble_model(cfg: Config, task: typing.Any) -> typing.Any:
     """The untrained ensemble of ``cfg.training.ensemble`` members of ``task``'s model."""
     return task.ensemble([task.build_model() for _ in range(cfg.training.ensemble)])
+
+
+def _member_weights(run_dir: Path, k: int) -> dict:
+    """Ensemble member k's best weights (its last where it kept no best)."""
+    best = run_dir / "members" / str(k) / "checkpoints" / "best"
+    where = best if best.exists() else best.parent / "last"
+    return ckpt.tensors_from_bytes(ckpt.read_checkpoint(where)["model.safetensors"])
 
 
 def _fit_ensemble(cfg: Config, run_dir: Path, command: str, quiet: bool) -> tuple[Path, dict]:
@@ -200,7 +207,8 @@ def _fit_ensemble(cfg: Config, run_dir: Path, command: str, quiet: bool) -> tupl
         for k in range(K):
             mcfg, mdir = member_config(cfg, k), run_dir / "members" / str(k)
             if not quiet:
-                print(f"ensemble member {k + 1}/{K} (seed {mcfg.training.seed}) -> {mdir}", flush=True)
+                start = f", from member {k}'s weights" if cfg.training.ensemble_warm_start and k else ""
+                print(f"ensemble member {k + 1}/{K} (seed {mcfg.training.seed}{start}) -> {mdir}", flush=True)
             if (mdir / "metrics.json").is_file():  # finished before an interruption
                 members.append(json.loads((mdir / "metrics.json").read_text()))
                 continue
@@ -209,14 +217,13 @@ def _fit_ensemble(cfg: Config, run_dir: Path, command: str, quiet: bool) -> tupl
                 mcfg = load_config(mdir / "config.yaml")
             trainer = Trainer(mcfg.training, callbacks=cfg.callbacks, command=command, quiet=quiet, report=False)
             mtask = task_cls(mcfg)
-            members.append(trainer.fit(mtask, mtask, mdir, config=mcfg, resume=resume))
+            init = _member_weights(run_dir, k - 1) if cfg.training.ensemble_warm_start and k and not resume else None
+            members.append(trainer.fit(mtask, mtask, mdir, config=mcfg, resume=resume, init_weights=init))
         task = task_cls(member_config(cfg, 0))
         task.setup()
         model = ensemble_model(cfg, task)
         for k, member in enumerate(model.members):
-            best = run_dir / "members" / str(k) / "checkpoints" / "best"
-            where = best if best.exists() else best.parent / "last"
-            member.load_state_dict(ckpt.tensors_from_bytes(ckpt.read_checkpoint(where)["model.safetensors"]))
+            member.load_state_dict(_member_weights(run_dir, k))
         device = pick_device(cfg.training.device)
         model.to(device).eval()
         metrics: dict = {split: task.evaluate(model, task.splits[split], device)

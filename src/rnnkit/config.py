@@ -208,10 +208,15 @@ class TrainingConfig:
     baselines: bool = True  # fit the task's simple baselines on the training part, score them on the test split
     ema: float | None = None  # decay of an average of the weights (e.g. 0.999) used for validation and the result
     ensemble: int = 1  # K > 1: K members (seeds seed..seed+K-1, the same splits), their predictions averaged
+    ensemble_warm_start: bool = False  # member k > 0 starts from member k-1's best weights, its schedule restarted
+    #                                    (a snapshot ensemble: K cycles of one training instead of K trainings)
     split_seed: int | None = None  # seed of the random train/val/test cuts; null: training.seed
 
     def check(self) -> None:
         _positive(self, "lr", "epochs", "batch_size", "eval_batch_size", "plateau_patience", "ensemble")
+        if self.ensemble_warm_start and self.ensemble < 2:
+            raise ConfigError("training.ensemble_warm_start chains the members of an ensemble; set training.ensemble "
+                              ">= 2 or drop it")
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise ConfigError(f"training.ema is the decay of the weight average, in (0, 1) (e.g. 0.999), got "
                               f"{self.ema}")

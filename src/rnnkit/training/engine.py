@@ -252,7 +252,7 @@ class Trainer:
         self.dist = Dist.from_env()
 
     def _setup(self, objective: Objective, data: Data, run_dir: Path | None, config: Config | None,
-               resume: bool) -> None:
+               resume: bool, init_weights: dict | None = None) -> None:
         t = self.training
         self.objective, self.data, self.run_dir, self.config, self.resume = objective, data, run_dir, config, resume
         self._memory: dict[str, dict[str, bytes]] = {}  # checkpoints when there is no run folder
@@ -266,7 +266,10 @@ class Trainer:
             torch.cuda.set_device(self.device)
         seed_everything(t.seed)
         data.setup()
-        self.model = objective.build_model().to(self.device)
+        self.model = objective.build_model()
+        if init_weights is not None and not resume:  # a warm start (a resumed run has its own weights)
+            self.model.load_state_dict(init_weights)
+        self.model.to(self.device)
         self._prepare_kernels()
         self.net: nn.Module = self.model
         if self.dist.world > 1:
@@ -448,17 +451,19 @@ class Trainer:
 
     # ---- the loop --------------------------------------------------------------------------------------
     def fit(self, objective: Objective, data: Data, run_dir: str | Path | None = None, *,
-            config: Config | None = None, resume: bool = False, resume_from: str = "last") -> dict:
+            config: Config | None = None, resume: bool = False, resume_from: str = "last",
+            init_weights: dict | None = None) -> dict:
         """Train ``objective`` on ``data``; returns the final metrics (also ``metrics.json`` with a ``run_dir``).
 
         ``config``: the whole config, recorded as ``config.yaml`` (what ``--resume`` reads back); ``resume``:
-        continue ``run_dir`` from its last checkpoint. Without a ``run_dir`` nothing is written and the best
+        continue ``run_dir`` from its last checkpoint; ``init_weights``: a state dict the new model starts from
+        instead of its initialisation (ignored on resume). Without a ``run_dir`` nothing is written and the best
         weights are kept in memory; ``self.model`` holds them afterwards either way.
         """
         run_dir = None if run_dir is None else Path(run_dir)
         if resume and run_dir is None:
             raise ConfigError("resume needs the run folder to continue")
-        self._setup(objective, data, run_dir, config, resume)
+        self._setup(objective, data, run_dir, config, resume, init_weights)
         self.resume_from = resume_from
         try:
             self._loop()
