@@ -154,6 +154,7 @@ def test_an_ensemble_of_copies_decodes_as_its_member_and_a_trained_one_reloads(r
     losses = [mm["test"]["loss"] for mm in m["members"]]
     assert min(losses) < max(losses)  # two different members (seeds 0 and 1)
     assert m["test"]["loss"] <= sum(losses) / 2 + 1e-6  # -log of the mean probability <= the mean of -log p
+    assert all(abs(m["test"]["loss"] - x) > 1e-6 for x in losses)  # the combination, not one member passed on
     assert main(["predict", str(ens), "--text", "cat", "--beam", "3", "--output", str(tmp_path / "e.json")]) == 0
     assert json.loads((tmp_path / "e.json").read_text())[0]["output"]
     assert main(["explain", str(ens), "--text", "cat", "--output", str(tmp_path / "a.json")]) == 0

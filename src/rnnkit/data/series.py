@@ -342,13 +342,15 @@ class Scaler:
             v[:, 0] = np.log(y) if abs(self.lam) < 1e-8 else (y**self.lam - 1.0) / self.lam
         return v
 
+    def _profile_at(self, phase: np.ndarray | None) -> np.ndarray:
+        if phase is None:
+            raise ValueError("this scaler removes a seasonal profile: give each value's phase")
+        return self.profile[np.asarray(phase, np.int64)]
+
     def _deseason(self, v: np.ndarray, phase: np.ndarray | None) -> np.ndarray:
         if self.seasonal == "none":
             return v
-        if phase is None:
-            raise ValueError("this scaler removes a seasonal profile: give each value's phase")
-        v = np.array(v, np.float64)
-        p = self.profile[np.asarray(phase, np.int64)]
+        v, p = np.array(v, np.float64), self._profile_at(phase)
         v[:, 0] = v[:, 0] / p if self.seasonal == "multiplicative" else v[:, 0] - p
         return v
 
@@ -361,9 +363,7 @@ class Scaler:
         if col != 0:
             return v
         if self.seasonal != "none":
-            if phase is None:
-                raise ValueError("this scaler removes a seasonal profile: give each value's phase")
-            p = self.profile[np.asarray(phase, np.int64)]
+            p = self._profile_at(phase)
             v = v * p if self.seasonal == "multiplicative" else v + p
         if self.target == "none":
             return v
@@ -382,6 +382,12 @@ class Scaler:
                    np.asarray(s.get("profile", []), np.float64))
 
 
+def profile_min_steps(m: int) -> int:
+    """The fewest steps :func:`seasonal_profile` needs for period m: the moving average's two half-windows and one
+    season where the trend is defined."""
+    return 2 * (m // 2) + m
+
+
 def seasonal_profile(y: np.ndarray, phase: np.ndarray, m: int, kind: str) -> np.ndarray:
     """The seasonal profile (m,) of ``y`` (T,) by classical decomposition: the trend is the centred moving average
     over one season (a 2 x m average for even m), the profile at phase k the mean of ``y / trend``
@@ -393,7 +399,7 @@ def seasonal_profile(y: np.ndarray, phase: np.ndarray, m: int, kind: str) -> np.
     trend = np.convolve(y, w, mode="valid")  # centred at steps half .. T - half - 1
     inner = slice(half, len(y) - half)
     if len(trend) < 1 or len(np.unique(phase[inner])) < m:
-        raise ValueError(f"a seasonal profile of period {m} needs at least {2 * half + m} steps, got {len(y)}")
+        raise ValueError(f"a seasonal profile of period {m} needs at least {profile_min_steps(m)} steps, got {len(y)}")
     detrended = y[inner] / trend if kind == "multiplicative" else y[inner] - trend
     profile = np.array([detrended[phase[inner] == k].mean() for k in range(m)])
     return profile / profile.mean() if kind == "multiplicative" else profile - profile.mean()
@@ -449,4 +455,4 @@ def csv_series_source(d: Any, *, delimiter: str = ",") -> Series:
 
 __all__ = ["EMBEDDED_SERIES", "FREQS", "SEASON", "Scaler", "Series", "calendar", "fill_gaps", "from_array",
            "gaps", "infer_freq", "load_embedded_series", "parse_dates", "period_date", "read_csv_series",
-           "seasonal_profile", "to_periods", "windows"]
+           "profile_min_steps", "seasonal_profile", "to_periods", "windows"]

@@ -294,14 +294,15 @@ class Forecasting(Task):
     def _check_profile(self, s, val_lo: int) -> None:
         """Refuse a seasonal profile that cannot be fitted on the training part (one line naming the fix)."""
         from rnnkit.data import DataError
+        from rnnkit.data.series import profile_min_steps
 
         d, m = self.cfg.data, self.season
         if m < 2:
             raise ConfigError(f"data.deseasonalize: {d.deseasonalize} needs a seasonal period m >= 2 (m = {m}); set "
                               "data.season")
-        if val_lo < 2 * (m // 2) + m:
+        if val_lo < profile_min_steps(m):
             raise DataError(f"data.deseasonalize: {d.deseasonalize} fits a seasonal profile (m = {m}) on the training "
-                            f"part, which needs at least {2 * (m // 2) + m} steps but has {val_lo}; give a longer "
+                            f"part, which needs at least {profile_min_steps(m)} steps but has {val_lo}; give a longer "
                             "series or lower data.val_fraction/test_fraction")
         if d.deseasonalize == "multiplicative" and d.transform != "none":
             raise ConfigError(f"data.deseasonalize: multiplicative after data.transform: {d.transform}: the transform "

@@ -24,7 +24,6 @@ those references' summed length; ``bleu`` and ``chrf`` through sacrebleu when it
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -37,7 +36,7 @@ from torch import nn
 from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
 from rnnkit.tasks import register_task
 from rnnkit.tasks.base import StepResult, Task
-from rnnkit.training.ensemble import Ensemble
+from rnnkit.training.ensemble import Ensemble, mean_probabilities
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
@@ -301,7 +300,7 @@ class DecoderEnsemble(Ensemble):
 
     def step(self, prev: torch.Tensor, enc: dict) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
         outs = [m.step(prev, e) for m, e in zip(self.members, enc["members"], strict=True)]
-        logp = torch.stack([o[0] for o in outs]).logsumexp(0) - math.log(len(outs))
+        logp = self.combine([o[0] for o in outs])  # the log of the mean next-token probabilities
         weights = None if outs[0][2] is None else torch.stack([o[2] for o in outs]).mean(0)
         return logp, {"members": [o[1] for o in outs]}, weights
 
@@ -526,9 +525,7 @@ class Seq2SeqTask(Task):
         return Seq2Seq(self.cfg.model, len(self.src_vocab), len(self.tgt_vocab))
 
     def combine(self, outputs: list) -> torch.Tensor:
-        """Members' teacher-forced log-probabilities (B, T, V) -> the log of their mean probabilities."""
-        from rnnkit.training.ensemble import mean_probabilities
-
+        """Members' log-probabilities (B, [T,] V) -> the log of their mean probabilities."""
         return mean_probabilities(outputs)  # softmax of log-probabilities is the probabilities
 
     def ensemble(self, members: list[nn.Module]) -> nn.Module:
