@@ -108,6 +108,33 @@ def test_config_checks():
     assert task.build_model().attn.kind == "dot"
 
 
+@pytest.mark.parametrize("attention,cell", [("bahdanau", "gru"), ("general", "lstm"), ("dot", "gru"),
+                                            ("none", "lstm")])
+def test_teacher_forcing_in_one_call_equals_step_by_step(attention, cell):
+    """Without input feeding the decoder runs over all target positions at once; the log-probabilities and the
+    gradients are those of stepping it one token at a time (padding in both source and target included)."""
+    model_cfg = {**TINY["model"], "cell": cell, "attention": attention, "input_feeding": False, "num_layers": 2,
+                 "bidirectional": attention != "dot"}
+    task = Seq2SeqTask(load_config({**TINY, "model": model_cfg}))
+    task.setup()
+    torch.manual_seed(0)
+    model = task.build_model().eval()
+    batch = task.make_batch(task.splits["train"], torch.arange(6))
+    assert int((batch["tgt_out"] == 0).sum()) > 0 and int(batch["lengths"].min()) < batch["src"].shape[1]
+    outs, grads = [], []
+    for path in ("parallel", "steps"):
+        model.zero_grad()
+        enc = model.encode(batch["src"], batch["lengths"])
+        logp = model.forward_parallel(enc, batch["tgt_in"]) if path == "parallel" else \
+            model.forward_steps(enc, batch["tgt_in"])
+        logp.gather(-1, batch["tgt_out"][..., None]).sum().backward()
+        outs.append(logp.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)
+    assert torch.allclose(grads[0], grads[1], atol=1e-4) and float(grads[0].abs().sum()) > 0
+    assert torch.equal(model(batch["src"], batch["lengths"], batch["tgt_in"]), outs[0])  # forward takes it
+
+
 def test_the_estimator(tmp_path):
     import rnnkit
 

@@ -178,7 +178,8 @@ def sacrebleu_scores(hyps: list[str], refs: list[list[str]]) -> dict:
 
 # ---- model ----------------------------------------------------------------------------------------------------
 class Attention(nn.Module):
-    """Scores of a query (B, Hq) against keys (B, S, Hk), masked to each source's length -> weights (B, S)."""
+    """Scores of queries (B, T, Hq) against keys (B, S, Hk), masked to each source's length -> weights (B, T, S).
+    Decoding passes one query a step (T = 1); teacher forcing without input feeding passes all T at once."""
 
     def __init__(self, kind: str, q: int, k: int) -> None:
         super().__init__()
@@ -193,12 +194,12 @@ class Attention(nn.Module):
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, pre: torch.Tensor | None,
                 mask: torch.Tensor) -> torch.Tensor:
-        if self.kind == "bahdanau":
-            score = self.v(torch.tanh(self.wq(query)[:, None] + pre)).squeeze(-1)
+        if self.kind == "bahdanau":  # (B, T, 1, Hq) + (B, 1, S, Hq) -> (B, T, S)
+            score = self.v(torch.tanh(self.wq(query)[:, :, None] + pre[:, None])).squeeze(-1)
         else:
             k = pre if self.kind == "general" else keys
-            score = torch.bmm(k, query[:, :, None]).squeeze(-1)
-        return score.masked_fill(~mask, float("-inf")).softmax(-1)
+            score = torch.bmm(query, k.transpose(1, 2))
+        return score.masked_fill(~mask[:, None], float("-inf")).softmax(-1)
 
     def precompute(self, keys: torch.Tensor) -> torch.Tensor | None:
         """The key-side projection, once per source (bahdanau: U k; general: W k)."""
@@ -250,6 +251,15 @@ class Seq2Seq(nn.Module):
         pre = self.attn.precompute(out) if self.attn is not None else None
         return {"keys": out, "pre": pre, "mask": mask, "state": h, "feed": feed}
 
+    def attend(self, h: torch.Tensor, enc: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decoder outputs h (B, T, H) -> the attentional states h̃ (B, T, H) and weights (B, T, S); without
+        attention h itself and None."""
+        if self.attn is None:
+            return h, None
+        weights = self.attn(h, enc["keys"], enc["pre"], enc["mask"])
+        ctx = torch.bmm(weights, enc["keys"])
+        return torch.tanh(self.combine(torch.cat([ctx, h], -1))), weights
+
     def step(self, prev: torch.Tensor, enc: dict) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
         """One decoder step from the previous tokens (B,) -> log-probabilities (B, V), the next ``enc`` (state
         and feed updated), the attention weights (B, S) or None."""
@@ -257,22 +267,33 @@ class Seq2Seq(nn.Module):
         if enc["feed"] is not None:
             x = torch.cat([x, enc["feed"]], -1)
         out, state = self.decoder(x[:, None], enc["state"])
-        h = out[:, 0]
-        weights = None
-        if self.attn is not None:
-            weights = self.attn(h, enc["keys"], enc["pre"], enc["mask"])
-            ctx = torch.bmm(weights[:, None], enc["keys"])[:, 0]
-            h = torch.tanh(self.combine(torch.cat([ctx, h], -1)))
+        h, weights = self.attend(out, enc)
+        h = h[:, 0]
         logits = self._logits(self.out_drop(h))
         nxt = {**enc, "state": state, "feed": h if enc["feed"] is not None else None}
-        return logits.float().log_softmax(-1), nxt, weights
+        return logits.float().log_softmax(-1), nxt, None if weights is None else weights[:, 0]
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.proj(h) @ self.tgt_emb.weight.t() if self.out is None else self.out(h)
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor,
                 sampling: float = 0.0) -> torch.Tensor:
+        """Teacher forcing -> log-probabilities (B, T, V). Without input feeding or scheduled sampling no step
+        depends on an earlier step's output, so the decoder runs over all T tokens in one call of the layer and
+        attention is one batched product (:meth:`forward_parallel`); otherwise step by step."""
         enc = self.encode(src, lengths)
+        if enc["feed"] is None and sampling == 0:
+            return self.forward_parallel(enc, tgt_in)
+        return self.forward_steps(enc, tgt_in, sampling)
+
+    def forward_parallel(self, enc: dict, tgt_in: torch.Tensor) -> torch.Tensor:
+        """All target positions at once (no input feeding) -> log-probabilities (B, T, V)."""
+        out, _ = self.decoder(self.drop(self.tgt_emb(tgt_in)), enc["state"])
+        h, _ = self.attend(out, enc)
+        return self._logits(self.out_drop(h)).float().log_softmax(-1)
+
+    def forward_steps(self, enc: dict, tgt_in: torch.Tensor, sampling: float = 0.0) -> torch.Tensor:
+        """One :meth:`step` a target position (input feeding, scheduled sampling) -> log-probabilities (B, T, V)."""
         logps, prev = [], tgt_in[:, 0]
         for t in range(tgt_in.shape[1]):
             logp, enc, _ = self.step(prev, enc)
