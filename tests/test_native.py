@@ -227,3 +227,37 @@ def test_autocast_runs_every_native_cell(cell):
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
     out.sum().backward()
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in layer.parameters())
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_native_dropout_is_dropout(dtype):
+    """The kernel's masks: zeros at rate p, the rest scaled by 1 / (1 - p); reproducible from torch's seed, fresh
+    at every call, the gradient is the mask; eval mode and p = 0 return the input itself."""
+    x = torch.ones(200, 500, dtype=dtype, requires_grad=True)
+    torch.manual_seed(3)
+    y = native.dropout(x, 0.3)
+    torch.manual_seed(3)
+    assert torch.equal(native.dropout(x, 0.3), y)
+    assert not torch.equal(native.dropout(x, 0.3), y)  # the next call draws another mask
+    kept = y != 0
+    assert abs(float(kept.float().mean()) - 0.7) < 0.005  # 100,000 draws: the standard error is 0.0015
+    assert torch.allclose(y[kept].float(), torch.tensor(1 / 0.7), rtol=1e-2)
+    assert abs(float(kept[:, ::2].float().mean()) - float(kept[:, 1::2].float().mean())) < 0.01  # both halves
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())
+    assert native.dropout(x, 0.3, training=False) is x and native.dropout(x, 0.0) is x
+    layer = rnnkit.layers.Dropout(0.3)
+    assert layer.eval()(x) is x and layer.train()(x).shape == x.shape
+    assert set(layer.state_dict()) == set() and "p=0.3" in repr(layer)
+
+
+def test_native_dropout_falls_back_without_the_kernel(monkeypatch):
+    """Without the kernel (or for p = 1) it is F.dropout, drawn from the same generator."""
+    monkeypatch.setattr(native, "_state", {"ok": False, "why": "test"})
+    x = torch.ones(50, 40)
+    torch.manual_seed(1)
+    a = native.dropout(x, 0.5)
+    torch.manual_seed(1)
+    assert torch.equal(a, torch.nn.functional.dropout(x, 0.5, True))
+    assert torch.equal(native.dropout(x, 1.0), torch.zeros_like(x))

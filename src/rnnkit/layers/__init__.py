@@ -11,10 +11,11 @@ from rnnkit.layers.gru import GRU, GRUCell
 from rnnkit.layers.indrnn import IndRNN, IndRNNCell
 from rnnkit.layers.lstm import LSTM, LSTMCell
 from rnnkit.layers.minimal import MinGRU, MinGRUCell, MinLSTM, MinLSTMCell
+from rnnkit.layers.native import Dropout
 from rnnkit.layers.recurrent import ENGINES, MERGE_MODES, Recurrent
 from rnnkit.layers.registry import CELLS, make_layer, register_cell
 from rnnkit.layers.rnn import RNN, RNNCell
 
-__all__ = ["ACTIVATIONS", "CELLS", "ENGINES", "GRU", "LSTM", "MERGE_MODES", "RNN", "Cell", "GRUCell", "IndRNN",
-           "IndRNNCell", "LSTMCell", "MinGRU", "MinGRUCell", "MinLSTM", "MinLSTMCell", "ParamSpec", "RNNCell",
+__all__ = ["ACTIVATIONS", "CELLS", "ENGINES", "GRU", "LSTM", "MERGE_MODES", "RNN", "Cell", "Dropout", "GRUCell",
+           "IndRNN", "IndRNNCell", "LSTMCell", "MinGRU", "MinGRUCell", "MinLSTM", "MinLSTMCell", "ParamSpec", "RNNCell",
            "Recurrent", "make_layer", "register_cell"]

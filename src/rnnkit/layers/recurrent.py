@@ -46,7 +46,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import _VF, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
@@ -491,7 +490,7 @@ class Recurrent(nn.Module):
                     finals[i].append(s)
             layer_in = self._merge(outs, top=k == self.num_layers - 1)
             if self.dropout > 0 and self.training and k < self.num_layers - 1:
-                layer_in = F.dropout(layer_in, self.dropout, True)
+                layer_in = native.dropout(layer_in, self.dropout, True)
         return layer_in, tuple(torch.stack(f, 0) for f in finals)
 
     @staticmethod

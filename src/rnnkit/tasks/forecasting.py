@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
+from rnnkit.layers import Dropout
 from rnnkit.tasks import register_task
 from rnnkit.tasks.base import ExportSpec, StepResult, Task
 
@@ -121,7 +122,7 @@ class Forecaster(nn.Module):
 
         self.steps, self.outputs, self.directions = steps, outputs, 2 if m.bidirectional else 1
         self.rnn = make_rnn(m, input_size)
-        self.drop = nn.Dropout(m.head_dropout)
+        self.drop = Dropout(m.head_dropout)
         self.head = nn.Linear(self.directions * m.hidden_size, steps * outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

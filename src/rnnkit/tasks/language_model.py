@@ -30,6 +30,7 @@ from torch import nn
 from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
 from rnnkit.data.corpus import Chunk, Detokenizer, TokenStream, Vocab, eval_layout, stream_chunk
 from rnnkit.errors import UsageError
+from rnnkit.layers import Dropout
 from rnnkit.tasks import register_task
 from rnnkit.tasks.base import ExportSpec, StepResult, Task
 from rnnkit.tasks.common import make_rnn
@@ -112,7 +113,7 @@ class RecurrentLM(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, m.embedding_dim)
         self.rnn = make_rnn(m, m.embedding_dim)
-        self.drop = nn.Dropout(m.output_dropout)
+        self.drop = Dropout(m.output_dropout)
         self.head = nn.Linear(m.hidden_size, vocab_size)
 
     def forward(self, ids: torch.Tensor, state=None, resets: torch.Tensor | None = None):

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
+from rnnkit.layers import Dropout
 from rnnkit.tasks import register_task
 from rnnkit.tasks.base import StepResult, Task
 from rnnkit.training.ensemble import Ensemble, mean_probabilities
@@ -219,7 +220,7 @@ class Seq2Seq(nn.Module):
         self.dirs = 2 if m.bidirectional else 1
         self.src_emb = nn.Embedding(src_vocab, E, padding_idx=PAD)
         self.tgt_emb = nn.Embedding(tgt_vocab, E, padding_idx=PAD)
-        self.drop = nn.Dropout(m.embedding_dropout)
+        self.drop = Dropout(m.embedding_dropout)
         self.encoder = make_rnn(m, E)
         dec_cfg = Seq2SeqModelConfig(**{**m.__dict__, "bidirectional": False})
         self.attn = None if m.attention == "none" else Attention(m.attention, H, self.dirs * H)
@@ -228,7 +229,7 @@ class Seq2Seq(nn.Module):
         self.num_states = self.decoder.cell.num_states  # (h, c) for the LSTM
         self.bridge = nn.ModuleList(nn.Linear(self.dirs * H, H) for _ in range(self.num_states))
         self.combine = nn.Linear(self.dirs * H + H, H) if self.attn is not None else None
-        self.out_drop = nn.Dropout(m.output_dropout)
+        self.out_drop = Dropout(m.output_dropout)
         if m.tie_embeddings:
             self.proj = nn.Linear(H, E, bias=False)
             self.out = None

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
+from rnnkit.layers import Dropout
 from rnnkit.tasks import register_task
 from rnnkit.tasks.base import ExportSpec, StepResult, Task
 from rnnkit.tasks.common import classification_metrics, confusion_matrix, make_rnn, write_predictions
@@ -44,7 +45,7 @@ class SequenceClassifier(nn.Module):
         self.pooling, self.per_step = m.pooling, per_step
         self.directions = 2 if m.bidirectional else 1
         self.rnn = make_rnn(m, input_size)
-        self.drop = nn.Dropout(m.head_dropout)
+        self.drop = Dropout(m.head_dropout)
         width = self.directions * m.hidden_size
         self.head = nn.Linear(width * (2 if m.pooling == "meanmax" else 1), num_classes)
 

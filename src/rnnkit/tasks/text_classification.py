@@ -30,6 +30,7 @@ from torch import nn
 
 from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
 from rnnkit.data.text import Corpus, TextData, Tokenizer, Vocabulary, chunks, safe_text
+from rnnkit.layers import Dropout
 from rnnkit.tasks import register_task
 from rnnkit.tasks.base import ExportSpec, StepResult, Task, batch_indices
 from rnnkit.tasks.common import classification_metrics, confusion_matrix, make_rnn
@@ -183,11 +184,11 @@ class TextClassifier(nn.Module):
         self.pooling, self.directions = m.pooling, 2 if m.bidirectional else 1
         self.binary, self.packed = num_classes == 2, m.packed or m.bidirectional
         self.embedding = nn.Embedding(vocab_size, m.embedding_dim, padding_idx=0)
-        self.emb_drop = nn.Dropout(m.embedding_dropout)
+        self.emb_drop = Dropout(m.embedding_dropout)
         self.rnn = make_rnn(m, m.embedding_dim)
         width = self.directions * m.hidden_size
         self.attention = nn.Linear(width, 1) if m.pooling == "attention" else None
-        self.drop = nn.Dropout(m.head_dropout)
+        self.drop = Dropout(m.head_dropout)
         self.head = nn.Linear(width * (2 if m.pooling == "meanmax" else 1), 1 if self.binary else num_classes)
         self.bag = NgramBag(vocab_size, 1 if self.binary else num_classes, m.ngrams, m.ngram_buckets) \
             if m.ngrams else None
