@@ -13,6 +13,7 @@ layer (through a projection of h̃ to the embedding size).
 Training. Teacher forcing: the decoder reads the reference's previous token, or with probability
 ``scheduled_sampling`` its own previous prediction (Bengio et al. 2015); cross-entropy with
 ``label_smoothing``; batches of similar source lengths. An item with several references trains on the first.
+Without input feeding and scheduled sampling the decoder runs over the whole target in one call of the layer.
 
 Decoding. Greedy or beam search (``beam_size``, length normalisation ``score / length ** length_penalty``,
 n-best lists with their log-probabilities), batched, at most ``max_length_ratio * source length + 10`` tokens.
