@@ -182,6 +182,12 @@ def empty_cache() -> int:
     return int(torch.ops.rnnkit_native.empty_cache()) if _state.get("ok") else 0
 
 
+def tracing() -> bool:
+    """Inside torch.compile, torch.export or ONNX export (values are symbolic: no data-dependent checks, no
+    kernel calls that graphs cannot see)."""
+    return torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+
+
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     """``F.dropout(x, p, training)`` with the mask drawn by the kernel (``csrc/dropout.cpp``): a counter-based
     hash on every thread instead of torch's sequential generator, about 10x faster on the CPU sizes of a training
@@ -191,8 +197,7 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     if not training or p == 0.0:
         return x
     if (p >= 1.0 or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64, torch.bfloat16)
-            or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
-            or not enabled()):
+            or tracing() or not enabled()):
         return torch.nn.functional.dropout(x, p, training)
     seed = int(torch.randint(-(2**63), 2**63 - 1, (1,), dtype=torch.int64))
     return x * torch.ops.rnnkit_native.dropout_mask(x.detach(), p, seed)

@@ -72,11 +72,6 @@ def _shape(t: torch.Tensor | Sequence[int]) -> str:
     return str(tuple(int(s) for s in (t.shape if isinstance(t, torch.Tensor) else t)))
 
 
-def _tracing() -> bool:
-    """Inside torch.compile, torch.export or ONNX export (values are symbolic: no data-dependent checks)."""
-    return torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
-
-
 class Recurrent(nn.Module):
     """A stack of recurrent layers built from one cell; see the module docstring.
 
@@ -254,7 +249,7 @@ class Recurrent(nn.Module):
                 raise ValueError(f"engine='native' runs float32/float64 on the CPU; this {type(self).__name__} is "
                                  f"{dtype} on {device} (use engine='auto')")
             return self._engine
-        compiling = _tracing()
+        compiling = native.tracing()
         native_ok = (cpu and native.supports_dtype(dtype) and self._why_not("native") is None
                      and not (compiling and cell_spec(self.cell) is None))  # own kernels: eager mode only
         fused_ok = (self.cell.fused_mode() is not None and not self.layer_norm
@@ -303,7 +298,7 @@ class Recurrent(nn.Module):
             raise ValueError(f"expected lengths of shape ({batch},), got {_shape(lengths)}")
         if lengths.is_floating_point() or lengths.dtype == torch.bool:
             raise ValueError(f"lengths must hold integers, got dtype {lengths.dtype}")
-        if _tracing():  # symbolic values: no data-dependent checks, always masks
+        if native.tracing():  # symbolic values: no data-dependent checks, always masks
             return lengths.to(torch.int64)
         lengths = lengths.to("cpu", torch.int64)
         lo, hi = int(lengths.min()), int(lengths.max())
@@ -378,7 +373,7 @@ class Recurrent(nn.Module):
         lengths = self._check_lengths(lengths, batch, steps)
         state0 = self._check_hx(hx, batch, x, unbatched)
         engine = "autograd" if trace is not None else self._resolve(x.device, x.dtype, lengths is not None)
-        if engine == "native" and not _tracing() and not native.enabled():  # the build failed (it warned once)
+        if engine == "native" and not native.tracing() and not native.enabled():  # the build failed (it warned once)
             if self._engine == "native":
                 raise RuntimeError(f"engine='native' cannot run: {native.why_unavailable()}")
             engine = ("scan" if cell_spec(self.cell) is not None
@@ -514,9 +509,9 @@ class Recurrent(nn.Module):
             return scan(self.cell, gx, state, p, active, mask, use_native=engine == "native")
         if p["ln_ih_weight"] is not None:
             gx = gate_norm(gx, p["ln_ih_weight"], p["ln_ih_bias"], self.cell.num_gates)
-        if engine == "native" and own and gx.shape[1] > 0 and not _tracing():
+        if engine == "native" and own and gx.shape[1] > 0 and not native.tracing():
             return self.cell.native(gx, state, p, active, mask)
-        if engine == "parallel" and mask is None and not _tracing():
+        if engine == "parallel" and mask is None and not native.tracing():
             res = self.cell.sequence(gx, state, p, active)
             if res is not None:
                 return res
@@ -528,7 +523,7 @@ class Recurrent(nn.Module):
         dropout mask or None. Eager: a Python loop over ``unbind``-ed steps (indexing ``x[:, t]`` would make the
         backward pass O(T^2)); traced for export: :func:`rnnkit.layers.export.time_scan`, whose time axis stays
         symbolic (an ONNX Scan)."""
-        if _tracing():
+        if native.tracing():
             from rnnkit.layers.export import time_scan
 
             return time_scan(self.cell, gx, state, p, active, mask)

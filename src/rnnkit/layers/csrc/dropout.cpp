@@ -24,8 +24,7 @@ inline uint64_t splitmix64(uint64_t z) {
 
 template <typename T>
 void fill_mask(T* out, int64_t n, double p, uint64_t seed) {
-  const double level = std::ldexp(p, 32);
-  const uint64_t cut = level >= 4294967296.0 ? 4294967296ULL : static_cast<uint64_t>(level);
+  const uint64_t cut = static_cast<uint64_t>(std::ldexp(p, 32));  // < 2^32, as p < 1
   const T keep = static_cast<T>(1.0 / (1.0 - p)), zero = static_cast<T>(0);
   const int64_t pairs = (n + 1) / 2;
   at::parallel_for(0, pairs, 8192, [&](int64_t a, int64_t b) {
