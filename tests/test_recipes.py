@@ -337,6 +337,64 @@ def test_multiplicative_deseasonalising_resumes_exactly_and_forecasts_the_season
     assert np.all(lo <= mid) and np.all(mid <= hi)
 
 
+def test_the_online_season_is_the_ets_filter_and_uses_nothing_after_the_origin():
+    pytest.importorskip("statsmodels")
+    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+
+    from rnnkit.data.series import Scaler, ets_season
+
+    m, t = 12, np.arange(240)
+    amp = 0.05 + 0.35 * t / 240  # the season keeps growing, past the training part too
+    y = (50 + 0.1 * t) * (1 + amp * np.sin(2 * np.pi * t / m)) * np.exp(np.random.default_rng(0).normal(0, .01, 240))
+    train, phase = 120, t % m
+    sc = Scaler("standard", seasonal="ets").fit(y[:train, None], phase[:train], m)
+    fitted = ETSModel(y[:train], error="add", seasonal="mul", seasonal_periods=m).fit(disp=False).fittedvalues
+    prior, _, level = ets_season(y[:train], phase[:train], **sc.ets)
+    ours = np.r_[sc.ets["level0"], level[:-1]] * prior  # one-step forecasts
+    np.testing.assert_allclose(ours, fitted, rtol=1e-2)  # statsmodels' filter, with its fitted parameters
+    origins = np.arange(125, 200)
+    f = sc.ets_factors(y, phase, origins, 18)
+    later = y.copy()
+    later[150:] *= 3.0  # changing the future of origins before 150 ...
+    g = sc.ets_factors(later, phase, origins, 18)
+    np.testing.assert_array_equal(f[origins < 150], g[origins < 150])  # ... changes none of their factors
+    assert not np.allclose(f[origins >= 150], g[origins >= 150])
+    peak = (phase[origins[-1] + 1 + np.arange(18)] == 3)  # sin peaks at phase 3: the season was re-learnt
+    fixed = Scaler("standard", seasonal="multiplicative").fit(y[:train, None], phase[:train], m).profile[3]
+    assert f[-1][peak].min() > 1 + amp[199] - 0.05 > fixed + 0.1  # it followed the growth; a fixed profile did not
+    z = sc.transform(y[:, None], factors=sc.ets_factors(y, phase))[:, 0]
+    np.testing.assert_allclose(sc.inverse(z, factors=sc.ets_factors(y, phase)), y, rtol=1e-12)
+    back = Scaler.from_state(json.loads(json.dumps(sc.state())))
+    np.testing.assert_array_equal(back.ets_factors(y, phase, origins, 18), f)
+    with pytest.raises(ValueError, match="factors"):
+        sc.transform(y[:, None], phase)
+
+
+def test_ets_deseasonalising_resumes_exactly_and_forecasts_the_season(tmp_path):
+    pytest.importorskip("statsmodels")
+    import rnnkit
+    from rnnkit.tasks.forecasting import forecast
+
+    for relative in (False, True):
+        cfg = _seasonal(transform="none", deseasonalize="ets", relative=relative)
+        cfg["training"] |= {"epochs": 20, "lr": 0.02}
+        whole, m_whole = fit(cfg, tmp_path / f"whole{relative}", quiet=True)
+        cut, _ = fit(cfg | {"training": cfg["training"] | {"epochs": 9}}, tmp_path / f"cut{relative}", quiet=True)
+        _, m_cut = fit(None, resume=cut, overrides=["training.epochs=20"], quiet=True)
+        assert m_whole["test"] == m_cut["test"]
+        run = rnnkit.Run.load(whole)
+        recorded = json.loads((whole / "run.json").read_text())["data"]["seasonal_profile"]
+        assert recorded["kind"] == "ets" and 0 <= recorded["alpha"] <= 1 and 0 <= recorded["gamma"] <= 1
+        rows = forecast(run, 18)  # past the horizon: forecasts fed back
+        mid = np.array([r["forecast"] for r in rows])
+        assert np.corrcoef(mid, np.sin(2 * np.pi * (180 + np.arange(18)) / 12))[0, 1] > 0.8
+        assert len(rows) == 18 and np.isfinite([r["lower_80"] for r in rows]).all()
+    # relative to the smoothed level (the series trends past the training range): it learns, intervals in order
+    lo, hi = (np.array([r[k] for r in rows]) for k in ("lower_80", "upper_80"))
+    assert np.all(lo <= mid) and np.all(mid <= hi) and 40 < mid.mean() < 100
+    assert m_whole["test"]["mase"] < 0.5 * m_whole["baselines"]["seasonal_naive"]["mase"]
+
+
 def test_the_seasonal_phase_follows_the_calendar_of_new_history(tmp_path):
     from rnnkit.tasks import get_task
 
@@ -359,6 +417,7 @@ def test_the_seasonal_phase_follows_the_calendar_of_new_history(tmp_path):
 
 @pytest.mark.parametrize(("data", "problem"), [
     ({"deseasonalize": "multiplicative"}, "after data.transform: boxcox"),
+    ({"deseasonalize": "ets"}, "after data.transform: boxcox"),
     ({"deseasonalize": "additive", "season": 1}, "m >= 2"),
     ({"deseasonalize": "additive", "season": 60}, "needs at least"),
 ])

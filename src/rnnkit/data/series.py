@@ -304,22 +304,35 @@ class Scaler:
     classical decomposition of the training part, :func:`seasonal_profile`). :meth:`inverse` undoes all three, so
     forecasts, quantiles and intervals come back on the original scale (each step is monotone, so quantiles map
     to quantiles). With a seasonal profile, :meth:`fit`, :meth:`transform` and :meth:`inverse` take ``phase``:
-    each value's position in the season (0 .. m-1), shaped like the target values."""
+    each value's position in the season (0 .. m-1), shaped like the target values.
+
+    ``seasonal: ets`` divides by a season that is *updated online* instead of one fixed profile: the smoothing
+    weights and initial states of an ETS(A,N,M) model are fitted on the training part (statsmodels), then
+    :func:`ets_season` runs that filter over any series, so the season follows a drift the training years did
+    not show. The factors depend on what was known at the forecast origin, so :meth:`transform` and
+    :meth:`inverse` take them explicitly (``factors``, from :meth:`ets_factors`) rather than a phase."""
 
     kind: str = "standard"  # standard | minmax | none
     shift: np.ndarray = field(default_factory=lambda: np.zeros(0))
     scale: np.ndarray = field(default_factory=lambda: np.ones(0))
     target: str = "none"  # none | log | boxcox: the target's transform before the scaling
     lam: float = 1.0  # the Box-Cox λ
-    seasonal: str = "none"  # none | additive | multiplicative: a seasonal profile removed after the transform
-    profile: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (m,) the profile by phase
+    seasonal: str = "none"  # none | additive | multiplicative | ets: a season removed after the transform
+    profile: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (m,) the profile by phase (ets: at the end
+    #   of the training part, for the summary)
+    ets: dict = field(default_factory=dict)  # seasonal: ets: alpha, gamma, level0, seasons0 (by phase), first
 
     def fit(self, v: np.ndarray, phase: np.ndarray | None = None, season: int = 1) -> Scaler:
         """``v`` (N, K) -> fitted on each column; ``phase`` (N,) and the period ``season`` with a seasonal profile."""
         if self.target == "boxcox":
             self.lam = boxcox_lambda(v[:, 0])
         v = self._forward_target(v)
-        if self.seasonal != "none":
+        if self.seasonal == "ets":
+            self.ets = fit_ets_season(v[:, 0], phase, season)
+            post = ets_season(v[:, 0], phase, **self.ets)[1]
+            self.profile = post[-season:][np.argsort(np.asarray(phase)[-season:])]
+            v = self._deseason(v, None, self.ets_factors(v[:, 0], phase))
+        elif self.seasonal != "none":
             self.profile = seasonal_profile(v[:, 0], phase, season, self.seasonal)
             v = self._deseason(v, phase)
         if self.kind == "standard":
@@ -342,29 +355,51 @@ class Scaler:
             v[:, 0] = np.log(y) if abs(self.lam) < 1e-8 else (y**self.lam - 1.0) / self.lam
         return v
 
-    def _profile_at(self, phase: np.ndarray | None) -> np.ndarray:
+    def _profile_at(self, phase: np.ndarray | None, factors: np.ndarray | None = None) -> np.ndarray:
+        if factors is not None:
+            return np.asarray(factors, np.float64)
+        if self.seasonal == "ets":
+            raise ValueError("this scaler removes an online season: give its factors (ets_factors)")
         if phase is None:
             raise ValueError("this scaler removes a seasonal profile: give each value's phase")
         return self.profile[np.asarray(phase, np.int64)]
 
-    def _deseason(self, v: np.ndarray, phase: np.ndarray | None) -> np.ndarray:
+    def _deseason(self, v: np.ndarray, phase: np.ndarray | None, factors: np.ndarray | None = None) -> np.ndarray:
         if self.seasonal == "none":
             return v
-        v, p = np.array(v, np.float64), self._profile_at(phase)
-        v[:, 0] = v[:, 0] / p if self.seasonal == "multiplicative" else v[:, 0] - p
+        v, p = np.array(v, np.float64), self._profile_at(phase, factors)
+        v[:, 0] = v[:, 0] - p if self.seasonal == "additive" else v[:, 0] / p
         return v
 
-    def transform(self, v: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
-        return (self._deseason(self._forward_target(v), phase) - self.shift) / self.scale
+    def ets_factors(self, y: np.ndarray, phase: np.ndarray, origins: np.ndarray | None = None,
+                    steps: int = 0) -> np.ndarray:
+        """The online seasonal factors of ``y`` (T,) (``phase`` (T,)): with ``origins`` None, (T,) each value's
+        factor as known one step before it (s_{t-m}: what the inputs are divided by); else (N, steps) the factor
+        of step h = 1 .. steps ahead of each origin t, the latest state of that phase at or before t (what the
+        targets and forecasts from t are divided and multiplied by: nothing after t is used)."""
+        prior, post, _ = ets_season(y, phase, **self.ets)
+        if origins is None:
+            return prior
+        m, h = len(self.ets["seasons0"]), np.arange(1, steps + 1)
+        at = np.asarray(origins, np.int64)[:, None] + h - m * -(-h // m)  # (N, steps): t + h - m ceil(h / m)
+        first = np.asarray(phase, np.int64)[0]
+        before = np.asarray(self.ets["seasons0"])[(first + at) % m]  # positions before the series: initial states
+        return np.where(at >= 0, post[np.maximum(at, 0)], before)
 
-    def inverse(self, z: np.ndarray, col: int = 0, phase: np.ndarray | None = None) -> np.ndarray:
-        """Column ``col`` back to the original scale (any shape; ``phase`` the target's phases, the same shape)."""
+    def transform(self, v: np.ndarray, phase: np.ndarray | None = None,
+                  factors: np.ndarray | None = None) -> np.ndarray:
+        return (self._deseason(self._forward_target(v), phase, factors) - self.shift) / self.scale
+
+    def inverse(self, z: np.ndarray, col: int = 0, phase: np.ndarray | None = None,
+                factors: np.ndarray | None = None) -> np.ndarray:
+        """Column ``col`` back to the original scale (any shape; ``phase`` the target's phases, or with
+        ``seasonal: ets`` its ``factors``, the same shape)."""
         v = z * self.scale[col] + self.shift[col]
         if col != 0:
             return v
         if self.seasonal != "none":
-            p = self._profile_at(phase)
-            v = v * p if self.seasonal == "multiplicative" else v + p
+            p = self._profile_at(phase, factors)
+            v = v + p if self.seasonal == "additive" else v * p
         if self.target == "none":
             return v
         if self.target == "log" or abs(self.lam) < 1e-8:
@@ -373,13 +408,13 @@ class Scaler:
 
     def state(self) -> dict:
         return {"kind": self.kind, "shift": self.shift.tolist(), "scale": self.scale.tolist(), "target": self.target,
-                "lam": self.lam, "seasonal": self.seasonal, "profile": self.profile.tolist()}
+                "lam": self.lam, "seasonal": self.seasonal, "profile": self.profile.tolist(), "ets": self.ets}
 
     @classmethod
     def from_state(cls, s: dict) -> Scaler:
         return cls(s["kind"], np.asarray(s["shift"], np.float64), np.asarray(s["scale"], np.float64),
                    s.get("target", "none"), float(s.get("lam", 1.0)), s.get("seasonal", "none"),
-                   np.asarray(s.get("profile", []), np.float64))
+                   np.asarray(s.get("profile", []), np.float64), dict(s.get("ets", {})))
 
 
 def profile_min_steps(m: int) -> int:
@@ -403,6 +438,51 @@ def seasonal_profile(y: np.ndarray, phase: np.ndarray, m: int, kind: str) -> np.
     detrended = y[inner] / trend if kind == "multiplicative" else y[inner] - trend
     profile = np.array([detrended[phase[inner] == k].mean() for k in range(m)])
     return profile / profile.mean() if kind == "multiplicative" else profile - profile.mean()
+
+
+def fit_ets_season(y: np.ndarray, phase: np.ndarray, m: int) -> dict:
+    """Fit ETS(A,N,M) (additive errors, no trend, a multiplicative season of period m; statsmodels) to positive
+    ``y`` (T,) -> the parameters of :func:`ets_season`: smoothing weights ``alpha`` (level) and ``gamma``
+    (season), the initial ``level0``, the initial seasonal states by phase ``seasons0`` (m,) and the ``first``
+    value. No trend, as in ES-RNN: the network forecasts the level's movement (a damped trend fitted on the
+    growth years before a crash extrapolated it, and lost the backtest of docs/benchmarks.md)."""
+    import warnings
+
+    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+
+    y = np.asarray(y, np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = ETSModel(y, error="add", trend=None, seasonal="mul", seasonal_periods=m).fit(disp=False)
+    p = dict(zip(fit.param_names, np.asarray(fit.params, np.float64), strict=True))
+    init = np.array([p[f"initial_seasonal.{k}"] for k in range(m)])  # statsmodels: lag 1 first
+    seasons0 = np.empty(m)
+    seasons0[(int(phase[0]) + np.arange(m)) % m] = init[::-1]  # position -m + k has phase (phase0 + k) mod m
+    return {"alpha": float(p["smoothing_level"]), "gamma": float(p["smoothing_seasonal"]),
+            "level0": float(p["initial_level"]), "seasons0": seasons0.tolist(), "first": float(y[0])}
+
+
+def ets_season(y: np.ndarray, phase: np.ndarray, alpha: float, gamma: float, level0: float, seasons0: list,
+               first: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run the ETS(A,N,M) filter with fixed parameters over ``y`` (T,) -> (prior, post, level), each (T,): the
+    seasonal state of each step's phase before and after seeing its value, and the level after it. With
+    e_t = y_t - l_{t-1} s_{t-m}: l_t = l_{t-1} + alpha e_t / s_{t-m} and s_t = s_{t-m} + gamma e_t / l_{t-1}.
+    The initial seasons are taken by phase; the initial level is scaled by ``y[0] / first`` (1 on the training
+    series, so a new history of another size starts near its own level). The level and seasons are kept above
+    1e-3 of their scale."""
+    y, phase = np.asarray(y, np.float64), np.asarray(phase, np.int64)
+    season = np.asarray(seasons0, np.float64).copy()  # by phase: the latest state
+    level = level0 * (y[0] / first if first > 0 and y[0] > 0 else 1.0)
+    floor = 1e-3 * abs(level) + 1e-12
+    prior, post, levels = np.empty(len(y)), np.empty(len(y)), np.empty(len(y))
+    for t, (v, k) in enumerate(zip(y.tolist(), phase.tolist(), strict=True)):
+        s = season[k]
+        e = v - level * s
+        prior[t] = s
+        season[k] = max(s + gamma * e / level, 1e-3)
+        level = max(level + alpha * e / s, floor)
+        post[t], levels[t] = season[k], level
+    return prior, post, levels
 
 
 def boxcox_lambda(y: np.ndarray) -> float:

@@ -70,10 +70,12 @@ class ForecastDataConfig(DataConfig):
     scaler: Literal["standard", "minmax", "none"] = "standard"
     transform: Literal["none", "log", "boxcox"] = "none"  # of the target before scaling (fitted on train, inverted)
     relative: bool = False  # target inputs/outputs relative to the window's last value
-    deseasonalize: Literal["none", "difference", "additive", "multiplicative"] = "none"  # difference: outputs are
-    #   offsets from the value one season before each step (the network corrects seasonal naive; lookback >= season);
-    #   additive / multiplicative: a seasonal profile fitted on the training part (classical decomposition, after
-    #   data.transform) is removed from the target before the network and put back on every forecast
+    deseasonalize: Literal["none", "difference", "additive", "multiplicative", "ets"] = "none"  # difference:
+    #   outputs are offsets from the value one season before each step (the network corrects seasonal naive;
+    #   lookback >= season); additive / multiplicative: a seasonal profile fitted on the training part (classical
+    #   decomposition, after data.transform) is removed from the target before the network and put back on every
+    #   forecast; ets: a multiplicative season updated online by exponential smoothing (ETS(A,N,M) fitted on the
+    #   training part, needs statsmodels), so it follows a season that drifts
     season: int | None = None  # seasonal period m (MASE, seasonal naive); null: from the frequency
     test_fraction: float = 0.2  # the last part of the series
     test_start: object = None  # int position or date string ('1921'): test targets start here
@@ -266,7 +268,7 @@ class Forecasting(Task):
                             f"{s.dates(np.array([at]))[0] if s.periods is not None else f'step {at}'}; use "
                             "data.transform: none (or shift the series above 0)")
         self.season = d.season or (SEASON[s.freq] if s.freq else 1)
-        seasonal = d.deseasonalize if d.deseasonalize in ("additive", "multiplicative") else "none"
+        seasonal = d.deseasonalize if d.deseasonalize in ("additive", "multiplicative", "ets") else "none"
         self.scaler = Scaler(d.scaler, target=d.transform, seasonal=seasonal)
         if seasonal != "none":
             self._check_profile(s, val_lo)
@@ -305,12 +307,18 @@ class Forecasting(Task):
             raise DataError(f"data.deseasonalize: {d.deseasonalize} fits a seasonal profile (m = {m}) on the training "
                             f"part, which needs at least {profile_min_steps(m)} steps but has {val_lo}; give a longer "
                             "series or lower data.val_fraction/test_fraction")
-        if d.deseasonalize == "multiplicative" and d.transform != "none":
-            raise ConfigError(f"data.deseasonalize: multiplicative after data.transform: {d.transform}: the transform "
-                              "already makes a multiplicative season additive; use deseasonalize: additive")
-        if d.deseasonalize == "multiplicative" and not np.all(s.y[:val_lo] > 0):
-            raise DataError("data.deseasonalize: multiplicative divides by the season, so the training part must be "
-                            "positive; use deseasonalize: additive")
+        if d.deseasonalize in ("multiplicative", "ets") and d.transform != "none":
+            raise ConfigError(f"data.deseasonalize: {d.deseasonalize} after data.transform: {d.transform}: the "
+                              "transform already makes a multiplicative season additive; use deseasonalize: additive")
+        if d.deseasonalize in ("multiplicative", "ets") and not np.all(s.y[:val_lo] > 0):
+            raise DataError(f"data.deseasonalize: {d.deseasonalize} divides by the season, so the training part must "
+                            "be positive; use deseasonalize: additive")
+        if d.deseasonalize == "ets":
+            from rnnkit.forecast import statistical
+            from rnnkit.tasks.baselines import EXTRA
+
+            if not statistical.available():
+                raise ConfigError(f"data.deseasonalize: ets fits exponential smoothing with statsmodels: {EXTRA}")
 
     def _phase(self, s, positions: np.ndarray) -> np.ndarray:
         """Each position's phase in the season (0 .. m-1): from the calendar when the series has dates (so new
@@ -324,13 +332,27 @@ class Forecasting(Task):
 
     def _inverse(self, data: Windows, z: np.ndarray) -> np.ndarray:
         """Scaled targets or forecasts (N, steps) from ``data``'s origins -> the original scale."""
+        if self.scaler.seasonal == "ets":
+            phase = self._phase(data.series, np.arange(len(data.series)))
+            return self.scaler.inverse(z, factors=self.scaler.ets_factors(data.series.y, phase, data.origins,
+                                                                          z.shape[1]))
         return self.scaler.inverse(z, phase=self._target_phase(data, z.shape[1]))
 
     def make_windows(self, s, origins: np.ndarray, horizon: int) -> Windows:
+        """Windows at ``origins``; with ``deseasonalize: ets`` each input is divided by its season as known just
+        before it, and each target by the season as known at its window's origin (nothing later)."""
         from rnnkit.data.series import windows
 
-        z = self.scaler.transform(np.concatenate([s.y[:, None], s.X], 1), self._phase(s, np.arange(len(s))))
+        cols, phase, factors = np.concatenate([s.y[:, None], s.X], 1), self._phase(s, np.arange(len(s))), None
+        if self.scaler.seasonal == "ets":
+            factors = self.scaler.ets_factors(s.y, phase)
+        z = self.scaler.transform(cols, phase, factors)
         X, Y = windows(z, origins, self.cfg.data.lookback, horizon)
+        if factors is not None:
+            ahead = np.asarray(origins, np.int64)[:, None] + np.arange(1, horizon + 1)
+            y = np.concatenate([s.y, np.full(horizon, np.nan)])[ahead]
+            f = self.scaler.ets_factors(s.y, phase, origins, horizon)
+            Y = ((y / f - self.scaler.shift[0]) / self.scaler.scale[0]).astype(np.float32)
         return Windows(torch.from_numpy(X), torch.from_numpy(Y), origins, s)
 
     def as_input(self, data, where: str = "input", labels: bool = True) -> Windows:
@@ -374,6 +396,8 @@ class Forecasting(Task):
         if self.scaler is not None and self.scaler.seasonal != "none":  # by phase, on the transformed scale
             out["seasonal_profile"] = {"kind": self.scaler.seasonal,
                                        "by_phase": np.round(self.scaler.profile, 4).tolist()}
+            if self.scaler.seasonal == "ets":  # the profile is the season at the end of the training part
+                out["seasonal_profile"] |= {k: round(self.scaler.ets[k], 4) for k in ("alpha", "gamma")}
         return out | {"notes": s.notes}
 
     # ---- model and training ----------------------------------------------------------------------------
@@ -424,9 +448,12 @@ class Forecasting(Task):
         return torch.maximum(q * e, (q - 1) * e).sum() / len(m.quantiles)
 
     def _point_interval(self, out: torch.Tensor):
-        """Outputs (B, S, K) -> point (B, S) and interval bounds (B, S) or None."""
+        """Outputs (B, S, K) -> point (B, S) and interval bounds (B, S) or None. Quantiles are sorted first
+        (monotone rearrangement, Chernozhukov et al. 2010): separate heads can cross where data are thin, and a
+        sorted set is never further from the true quantiles."""
         m = self.cfg.model
         if m.loss == "quantile":
+            out = out.sort(dim=-1).values
             return out[..., m.quantiles.index(0.5)], out[..., 0], out[..., -1]
         if m.loss == "gaussian":
             z = float(torch.special.ndtri(torch.tensor((1 + m.interval) / 2, dtype=torch.float64)))
