@@ -52,6 +52,38 @@ def test_learns_below_unigram_and_writes_bpc(run_dir):
     assert "Bits per character" in page and "temperature 0.5" in page and "Samples" in page
 
 
+def test_dynamic_evaluation_scores_before_it_learns_and_adapts_to_new_text(run_dir, capsys):
+    from rnnkit.data.corpus import TokenStream
+
+    run = rnnkit.Run.load(run_dir)
+    task, model = run.task, run.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = task.state()
+    task.setup()  # the run's data, with its vocabulary
+    task.load_state(state)
+    test = task.splits["test"]
+    static = task.evaluate(model, test, run.device)
+    assert task.dynamic_evaluate(model, test, run.device, 1e-9)["loss"] == pytest.approx(static["loss"], rel=1e-6)
+    one = TokenStream.from_arrays([test.ids[:20]], ["short"])  # one chunk: scored before the only update
+    assert (task.dynamic_evaluate(model, one, run.device, 5.0)["loss"]
+            == pytest.approx(task.evaluate(model, one, run.device)["loss"], rel=1e-6))
+    ids = task.vocab.encode("zebra quartz jinx " * 120)  # a text unlike the training novel, repeated
+    odd = TokenStream.from_arrays([ids], ["odd"])
+    dyn = task.dynamic_evaluate(model, odd, run.device, 0.5)
+    assert dyn["bpc"] < task.evaluate(model, odd, run.device)["bpc"] - 0.5 and dyn["lr"] == 0.5  # it learnt it
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the run's model is untouched
+    assert main(["evaluate", str(run_dir), "--split", "val", "--dynamic-lr", "0.05", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["lr"] == 0.05
+    assert main(["evaluate", str(run_dir), "--dynamic-lr", "-1"]) == 2
+
+
+def test_dynamic_evaluation_in_the_run_is_reported_beside_the_static_score(tmp_path):
+    _, m = fit(tiny(data={"dynamic_lr": 0.05}, training={"epochs": 1}), tmp_path / "dyn", quiet=True)
+    for split in ("val", "test"):
+        assert m[split]["dynamic"]["lr"] == 0.05 and m[split]["dynamic"]["count"] == m[split]["count"]
+        assert math.isfinite(m[split]["dynamic"]["bpc"]) and m[split]["dynamic"]["bpc"] != m[split]["bpc"]
+
+
 def test_reset_zeroes_the_state_exactly_where_a_document_starts():
     torch.manual_seed(0)
     for cell in ("lstm", "gru"):
@@ -165,6 +197,7 @@ def test_word_level_uses_the_same_engine(tmp_path):
     ({"data": {"source": "text"}}, "data.path is required"),
     ({"data": {"chunk_length": 0}}, "chunk_length must be > 0"),
     ({"data": {"level": "byte"}}, "not one of char, word"),
+    ({"data": {"dynamic_lr": -0.1}}, "dynamic_lr must be"),
 ])
 def test_config_mistakes_are_one_line_errors(change, message):
     with pytest.raises(ConfigError, match=message):

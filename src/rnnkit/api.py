@@ -122,8 +122,13 @@ class Run:
 
         return read_metrics_csv(self.path / "metrics.csv")
 
-    def evaluate(self, data: Any = None, split: str = "test") -> dict:
-        """Metrics on ``data`` (path, SequenceData) or, when None, on ``split`` of the configured data."""
+    def evaluate(self, data: Any = None, split: str = "test", dynamic_lr: float = 0.0) -> dict:
+        """Metrics on ``data`` (path, SequenceData) or, when None, on ``split`` of the configured data.
+        ``dynamic_lr`` > 0 (language models): dynamic evaluation at that learning rate instead."""
+        if dynamic_lr and not hasattr(self.task, "dynamic_evaluate"):
+            from rnnkit.errors import UsageError
+
+            raise UsageError(f"--dynamic-lr applies to language models; this run's task is {self.config.task}")
         if data is None:
             from rnnkit.data import DataError
 
@@ -135,6 +140,8 @@ class Run:
             prepared = self.task.splits[split]
         else:
             prepared = self.task.as_input(data)
+        if dynamic_lr:
+            return self.task.dynamic_evaluate(self.model, prepared, self.device, float(dynamic_lr))
         return self.task.evaluate(self.model, prepared, self.device)
 
     def predict(self, data: Any, lengths: np.ndarray | None = None) -> list[dict]:

@@ -83,7 +83,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rnnkit.api import Run
 
     run = Run.load(args.run, checkpoint=args.checkpoint)
-    m = run.evaluate(args.data, split=args.split)
+    if args.dynamic_lr is not None and not 0 < args.dynamic_lr < 10:
+        raise UsageError(f"--dynamic-lr must be in (0, 10), got {args.dynamic_lr}")
+    m = run.evaluate(args.data, split=args.split, dynamic_lr=args.dynamic_lr or 0.0)
     if args.json:
         print(json.dumps(m, indent=1))
         return 0
@@ -425,12 +427,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("evaluate", help="metrics of a trained run on its test split or on a file",
                        formatter_class=fmt, epilog="examples:\n  rnnkit evaluate runs/digits\n"
-                       "  rnnkit evaluate runs/digits --split val\n  rnnkit evaluate runs/digits --data new.npz --json")
+                       "  rnnkit evaluate runs/digits --split val\n  rnnkit evaluate runs/digits --data new.npz --json\n"
+                       "  rnnkit evaluate runs/austen --split val --dynamic-lr 0.01")
     s.add_argument("run", help="run folder")
     s.add_argument("--data", help=".npz or .csv file with labels (default: the run's own data)")
     s.add_argument("--split", default="test", choices=["train", "val", "test"], help="split of the run's data")
     s.add_argument("--checkpoint", default="best", choices=["best", "last"])
     s.add_argument("--json", action="store_true", help="print all metrics as JSON")
+    s.add_argument("--dynamic-lr", type=float, metavar="LR",
+                   help="language models: dynamic evaluation (SGD at LR after each scored chunk; docs/language_model.md)")
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("predict", help="predicted class and per-class probabilities for new sequences",

@@ -70,6 +70,8 @@ class LMDataConfig(DataConfig):
     chunk_length: int = 100  # k: steps of truncated backpropagation through time
     steps_per_epoch: int | None = None  # chunks per epoch; null: one pass over the training text
     eval_streams: int = 16  # parallel streams when evaluating (each starts from a zero state)
+    dynamic_lr: float = 0.0  # > 0: the run's final val and test scores also come with dynamic evaluation
+    #   (the model keeps learning from the text it has already scored: SGD at this rate after every chunk)
     val_fraction: float = 0.05
     test_fraction: float = 0.0
     limit: int | None = None  # use only the first N characters of the training text
@@ -93,6 +95,8 @@ class LMDataConfig(DataConfig):
             raise ConfigError("data.val_fraction and data.test_fraction must be in [0, 1)")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ConfigError("data.val_fraction + data.test_fraction must leave some training text (< 1)")
+        if not (isinstance(self.dynamic_lr, int | float) and 0 <= self.dynamic_lr < 10):
+            raise ConfigError(f"data.dynamic_lr must be a number in [0, 10) (0: off), got {self.dynamic_lr}")
         for key in ("chunk_length", "eval_streams", "min_count"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"data.{key} must be > 0, got {getattr(self, key)}")
@@ -345,6 +349,46 @@ class LanguageModel(Task):
         loss = nats / max(count, 1)
         return {"loss": loss, "bpc": loss / LN2, "perplexity": math.exp(min(loss, 700.0)), "count": count,
                 "unigram_bpc": unigram_bits(self.counts, data)}
+
+    def final_evaluate(self, model: nn.Module, data: TokenStream, device: torch.device) -> dict:
+        """The run's closing score of a split: :meth:`evaluate`, and with ``data.dynamic_lr`` > 0 the dynamic
+        evaluation too (``dynamic``: loss, bpc, perplexity, lr), beside the static ``bpc`` (which the baselines
+        are judged against)."""
+        out = self.evaluate(model, data, device)
+        if self.cfg.data.dynamic_lr > 0:
+            out["dynamic"] = self.dynamic_evaluate(model, data, device, self.cfg.data.dynamic_lr)
+        return out
+
+    def dynamic_evaluate(self, model: nn.Module, data: TokenStream, device: torch.device, lr: float) -> dict:
+        """Dynamic evaluation (Krause et al. 2018, its SGD form): the text is read as in :meth:`evaluate`, and
+        after each chunk (``eval_streams`` x ``chunk_length`` tokens) has been scored, a copy of the model takes
+        one SGD step of rate ``lr`` on that chunk's loss (gradients clipped to norm 1), carrying its state on.
+        Every token is scored before any update that has seen it, so the total is an honest prequential code
+        length of the text, read in the streams' interleaved order; ``model`` itself is not changed.
+        -> ``loss`` (nats per token), ``bpc``, ``perplexity``, ``lr``."""
+        import copy
+
+        k = self.cfg.data.chunk_length
+        pos, end, chunks = eval_layout(len(data), self.cfg.data.eval_streams, k)
+        adapted = copy.deepcopy(model).eval()  # dropout off; gradients on
+        params = [p for p in adapted.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(params, lr=lr)
+        nats, count, state = 0.0, 0, None
+        for j in range(chunks):
+            b = Batch.of(stream_chunk(data, pos + j * k, k, end))
+            mask = b.mask.to(device).flatten()
+            logits, state = adapted(b.x.to(device), state, b.resets.to(device))
+            nll = F.cross_entropy(logits.flatten(0, 1).float(), b.y.to(device).flatten(), reduction="none")
+            scored = (nll * mask).sum()
+            nats, count = nats + float(scored), count + int(mask.sum())
+            if mask.any():
+                opt.zero_grad(set_to_none=True)
+                (scored / mask.sum()).backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+            state = _detach(state)
+        loss = nats / max(count, 1)
+        return {"loss": loss, "bpc": loss / LN2, "perplexity": math.exp(min(loss, 700.0)), "count": count, "lr": lr}
 
     def predict(self, model: nn.Module, data: TokenStream, device: torch.device) -> list[dict]:
         """One record per document: its name, tokens predicted, bits per token and perplexity."""

@@ -668,9 +668,10 @@ class Trainer:
             self.model.load_state_dict(ckpt.tensors_from_bytes(files["model.safetensors"]))
         self.model.eval()
         metrics: dict = {}
+        final = getattr(self.objective, "final_evaluate", self.objective.evaluate)  # a task's closing score
         for split in ("val", "test"):
             if split in self.data.splits:
-                metrics[split] = self.objective.evaluate(self.model, self.data.splits[split], self.device)
+                metrics[split] = final(self.model, self.data.splits[split], self.device)
         s = self.state
         metrics["best_epoch"], metrics["epochs"], metrics["stopped"] = s.best_epoch, s.epoch, s.stopped
         metrics["steps"] = s.global_step
