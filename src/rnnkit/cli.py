@@ -427,7 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("evaluate", help="metrics of a trained run on its test split or on a file",
                        formatter_class=fmt, epilog="examples:\n  rnnkit evaluate runs/digits\n"
-                       "  rnnkit evaluate runs/digits --split val\n  rnnkit evaluate runs/digits --data new.npz --json\n"
+                       "  rnnkit evaluate runs/digits --split val\n"
+                       "  rnnkit evaluate runs/digits --data new.npz --json\n"
                        "  rnnkit evaluate runs/austen --split val --dynamic-lr 0.01")
     s.add_argument("run", help="run folder")
     s.add_argument("--data", help=".npz or .csv file with labels (default: the run's own data)")
@@ -435,7 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint", default="best", choices=["best", "last"])
     s.add_argument("--json", action="store_true", help="print all metrics as JSON")
     s.add_argument("--dynamic-lr", type=float, metavar="LR",
-                   help="language models: dynamic evaluation (SGD at LR after each scored chunk; docs/language_model.md)")
+                   help="language models: dynamic evaluation, SGD at LR after each scored chunk "
+                   "(docs/language_model.md)")
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("predict", help="predicted class and per-class probabilities for new sequences",
