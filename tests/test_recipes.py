@@ -395,6 +395,25 @@ def test_ets_deseasonalising_resumes_exactly_and_forecasts_the_season(tmp_path):
     assert m_whole["test"]["mase"] < 0.5 * m_whole["baselines"]["seasonal_naive"]["mase"]
 
 
+def test_an_ets_season_that_cannot_be_fitted_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("statsmodels")
+    import yaml
+
+    from rnnkit.cli import main
+    from rnnkit.data import series
+
+    def fail(*args):
+        raise ValueError("optimizer did not converge")
+
+    monkeypatch.setattr(series, "fit_ets_season", fail)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_seasonal(transform="none", deseasonalize="ets")))
+    assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "could not fit exponential smoothing" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_seasonal_phase_follows_the_calendar_of_new_history(tmp_path):
     from rnnkit.tasks import get_task
 

@@ -272,7 +272,13 @@ class Forecasting(Task):
         self.scaler = Scaler(d.scaler, target=d.transform, seasonal=seasonal)
         if seasonal != "none":
             self._check_profile(s, val_lo)
-        self.scaler.fit(cols[:val_lo], self._phase(s, np.arange(val_lo)), self.season)
+        try:
+            self.scaler.fit(cols[:val_lo], self._phase(s, np.arange(val_lo)), self.season)
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            if seasonal != "ets":
+                raise
+            raise DataError(f"data.deseasonalize: ets could not fit exponential smoothing to the training part "
+                            f"({str(exc)[:100]}); use deseasonalize: multiplicative") from exc
         self.input_size = cols.shape[1]
         if d.deseasonalize == "difference" and d.lookback < self.season:
             raise ConfigError(f"data.deseasonalize: difference reads the value one season (m = {self.season}) back in "
