@@ -353,19 +353,20 @@ def test_the_online_season_is_the_ets_filter_and_uses_nothing_after_the_origin()
     ours = np.r_[sc.ets["level0"], level[:-1]] * prior  # one-step forecasts
     np.testing.assert_allclose(ours, fitted, rtol=1e-2)  # statsmodels' filter, with its fitted parameters
     origins = np.arange(125, 200)
-    f = sc.ets_factors(y, phase, origins, 18)
+    f = sc.ets_ahead(sc.ets_states(y, phase)[1], phase[0], origins, 18)
     later = y.copy()
     later[150:] *= 3.0  # changing the future of origins before 150 ...
-    g = sc.ets_factors(later, phase, origins, 18)
+    g = sc.ets_ahead(sc.ets_states(later, phase)[1], phase[0], origins, 18)
     np.testing.assert_array_equal(f[origins < 150], g[origins < 150])  # ... changes none of their factors
     assert not np.allclose(f[origins >= 150], g[origins >= 150])
     peak = (phase[origins[-1] + 1 + np.arange(18)] == 3)  # sin peaks at phase 3: the season was re-learnt
     fixed = Scaler("standard", seasonal="multiplicative").fit(y[:train, None], phase[:train], m).profile[3]
     assert f[-1][peak].min() > 1 + amp[199] - 0.05 > fixed + 0.1  # it followed the growth; a fixed profile did not
-    z = sc.transform(y[:, None], factors=sc.ets_factors(y, phase))[:, 0]
-    np.testing.assert_allclose(sc.inverse(z, factors=sc.ets_factors(y, phase)), y, rtol=1e-12)
+    prior = sc.ets_states(y, phase)[0]
+    z = sc.transform(y[:, None], factors=prior)[:, 0]
+    np.testing.assert_allclose(sc.inverse(z, factors=prior), y, rtol=1e-12)
     back = Scaler.from_state(json.loads(json.dumps(sc.state())))
-    np.testing.assert_array_equal(back.ets_factors(y, phase, origins, 18), f)
+    np.testing.assert_array_equal(back.ets_ahead(back.ets_states(y, phase)[1], phase[0], origins, 18), f)
     with pytest.raises(ValueError, match="factors"):
         sc.transform(y[:, None], phase)
 

@@ -310,7 +310,8 @@ class Scaler:
     weights and initial states of an ETS(A,N,M) model are fitted on the training part (statsmodels), then
     :func:`ets_season` runs that filter over any series, so the season follows a drift the training years did
     not show. The factors depend on what was known at the forecast origin, so :meth:`transform` and
-    :meth:`inverse` take them explicitly (``factors``, from :meth:`ets_factors`) rather than a phase."""
+    :meth:`inverse` take them explicitly (``factors``: from :meth:`ets_states` for the values themselves, from
+    :meth:`ets_ahead` for the steps ahead of origins) rather than a phase."""
 
     kind: str = "standard"  # standard | minmax | none
     shift: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -329,9 +330,9 @@ class Scaler:
         v = self._forward_target(v)
         if self.seasonal == "ets":
             self.ets = fit_ets_season(v[:, 0], phase, season)
-            post = ets_season(v[:, 0], phase, **self.ets)[1]
+            prior, post = self.ets_states(v[:, 0], phase)
             self.profile = post[-season:][np.argsort(np.asarray(phase)[-season:])]
-            v = self._deseason(v, None, self.ets_factors(v[:, 0], phase))
+            v = self._deseason(v, None, prior)
         elif self.seasonal != "none":
             self.profile = seasonal_profile(v[:, 0], phase, season, self.seasonal)
             v = self._deseason(v, phase)
@@ -359,7 +360,7 @@ class Scaler:
         if factors is not None:
             return np.asarray(factors, np.float64)
         if self.seasonal == "ets":
-            raise ValueError("this scaler removes an online season: give its factors (ets_factors)")
+            raise ValueError("this scaler removes an online season: give its factors (ets_states, ets_ahead)")
         if phase is None:
             raise ValueError("this scaler removes a seasonal profile: give each value's phase")
         return self.profile[np.asarray(phase, np.int64)]
@@ -371,19 +372,20 @@ class Scaler:
         v[:, 0] = v[:, 0] - p if self.seasonal == "additive" else v[:, 0] / p
         return v
 
-    def ets_factors(self, y: np.ndarray, phase: np.ndarray, origins: np.ndarray | None = None,
-                    steps: int = 0) -> np.ndarray:
-        """The online seasonal factors of ``y`` (T,) (``phase`` (T,)): with ``origins`` None, (T,) each value's
-        factor as known one step before it (s_{t-m}: what the inputs are divided by); else (N, steps) the factor
-        of step h = 1 .. steps ahead of each origin t, the latest state of that phase at or before t (what the
-        targets and forecasts from t are divided and multiplied by: nothing after t is used)."""
+    def ets_states(self, y: np.ndarray, phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The online season of ``y`` (T,) (``phase`` (T,)), one run of the fitted filter -> (prior, post), each
+        (T,): each value's seasonal factor as known one step before it (s_{t-m}: what the inputs are divided by),
+        and its phase's state after it (what :meth:`ets_ahead` reads)."""
         prior, post, _ = ets_season(y, phase, **self.ets)
-        if origins is None:
-            return prior
+        return prior, post
+
+    def ets_ahead(self, post: np.ndarray, first_phase: int, origins: np.ndarray, steps: int) -> np.ndarray:
+        """(N, steps) the seasonal factor of step h = 1 .. steps ahead of each origin t: the latest state of that
+        step's phase at or before t, from ``post`` (:meth:`ets_states`) of a series whose first value has phase
+        ``first_phase`` (what the targets and forecasts from t are divided and multiplied by: nothing after t)."""
         m, h = len(self.ets["seasons0"]), np.arange(1, steps + 1)
         at = np.asarray(origins, np.int64)[:, None] + h - m * -(-h // m)  # (N, steps): t + h - m ceil(h / m)
-        first = np.asarray(phase, np.int64)[0]
-        before = np.asarray(self.ets["seasons0"])[(first + at) % m]  # positions before the series: initial states
+        before = np.asarray(self.ets["seasons0"])[(int(first_phase) + at) % m]  # before the series: initial states
         return np.where(at >= 0, post[np.maximum(at, 0)], before)
 
     def transform(self, v: np.ndarray, phase: np.ndarray | None = None,

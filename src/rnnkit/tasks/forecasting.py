@@ -161,12 +161,14 @@ class RelativeInput(nn.Module):
 @dataclass(frozen=True)
 class Windows:
     """Scaled windows: X (N, L, D) float32, Y (N, H) float32 (NaN past the end), ``origins`` (N,) positions in
-    ``series`` (the filled series on the original scale, for baselines, dates and plots)."""
+    ``series`` (the filled series on the original scale, for baselines, dates and plots); with
+    ``deseasonalize: ets``, ``season`` (T,) the online seasonal states of ``series`` (``Scaler.ets_states``)."""
 
     X: torch.Tensor
     Y: torch.Tensor
     origins: np.ndarray
     series: object
+    season: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.X)
@@ -338,10 +340,9 @@ class Forecasting(Task):
 
     def _inverse(self, data: Windows, z: np.ndarray) -> np.ndarray:
         """Scaled targets or forecasts (N, steps) from ``data``'s origins -> the original scale."""
-        if self.scaler.seasonal == "ets":
-            phase = self._phase(data.series, np.arange(len(data.series)))
-            return self.scaler.inverse(z, factors=self.scaler.ets_factors(data.series.y, phase, data.origins,
-                                                                          z.shape[1]))
+        if data.season is not None:
+            first = self._phase(data.series, np.zeros(1))[0]
+            return self.scaler.inverse(z, factors=self.scaler.ets_ahead(data.season, first, data.origins, z.shape[1]))
         return self.scaler.inverse(z, phase=self._target_phase(data, z.shape[1]))
 
     def make_windows(self, s, origins: np.ndarray, horizon: int) -> Windows:
@@ -349,17 +350,17 @@ class Forecasting(Task):
         before it, and each target by the season as known at its window's origin (nothing later)."""
         from rnnkit.data.series import windows
 
-        cols, phase, factors = np.concatenate([s.y[:, None], s.X], 1), self._phase(s, np.arange(len(s))), None
+        cols, phase, prior, post = np.concatenate([s.y[:, None], s.X], 1), self._phase(s, np.arange(len(s))), None, None
         if self.scaler.seasonal == "ets":
-            factors = self.scaler.ets_factors(s.y, phase)
-        z = self.scaler.transform(cols, phase, factors)
+            prior, post = self.scaler.ets_states(s.y, phase)
+        z = self.scaler.transform(cols, phase, prior)
         X, Y = windows(z, origins, self.cfg.data.lookback, horizon)
-        if factors is not None:
+        if post is not None:
             ahead = np.asarray(origins, np.int64)[:, None] + np.arange(1, horizon + 1)
             y = np.concatenate([s.y, np.full(horizon, np.nan)])[ahead]
-            f = self.scaler.ets_factors(s.y, phase, origins, horizon)
+            f = self.scaler.ets_ahead(post, phase[0], origins, horizon)
             Y = ((y / f - self.scaler.shift[0]) / self.scaler.scale[0]).astype(np.float32)
-        return Windows(torch.from_numpy(X), torch.from_numpy(Y), origins, s)
+        return Windows(torch.from_numpy(X), torch.from_numpy(Y), origins, s, post)
 
     def as_input(self, data, where: str = "input", labels: bool = True) -> Windows:
         """A CSV path, array or Series -> windows: every full window (``labels``) or one at the last value."""
