@@ -122,10 +122,10 @@ class Run:
 
         return read_metrics_csv(self.path / "metrics.csv")
 
-    def evaluate(self, data: Any = None, split: str = "test", dynamic_lr: float = 0.0) -> dict:
+    def evaluate(self, data: Any = None, split: str = "test", dynamic_lr: float | None = None) -> dict:
         """Metrics on ``data`` (path, SequenceData) or, when None, on ``split`` of the configured data.
-        ``dynamic_lr`` > 0 (language models): dynamic evaluation at that learning rate instead."""
-        if dynamic_lr and not hasattr(self.task, "dynamic_evaluate"):
+        ``dynamic_lr`` (language models): dynamic evaluation at that learning rate, in (0, 10), instead."""
+        if dynamic_lr is not None and not hasattr(self.task, "dynamic_evaluate"):
             from rnnkit.errors import UsageError
 
             raise UsageError(f"--dynamic-lr applies to language models; this run's task is {self.config.task}")
@@ -140,7 +140,7 @@ class Run:
             prepared = self.task.splits[split]
         else:
             prepared = self.task.as_input(data)
-        if dynamic_lr:
+        if dynamic_lr is not None:
             return self.task.dynamic_evaluate(self.model, prepared, self.device, float(dynamic_lr))
         return self.task.evaluate(self.model, prepared, self.device)
 

@@ -83,9 +83,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rnnkit.api import Run
 
     run = Run.load(args.run, checkpoint=args.checkpoint)
-    if args.dynamic_lr is not None and not 0 < args.dynamic_lr < 10:
-        raise UsageError(f"--dynamic-lr must be in (0, 10), got {args.dynamic_lr}")
-    m = run.evaluate(args.data, split=args.split, dynamic_lr=args.dynamic_lr or 0.0)
+    m = run.evaluate(args.data, split=args.split, dynamic_lr=args.dynamic_lr)
     if args.json:
         print(json.dumps(m, indent=1))
         return 0

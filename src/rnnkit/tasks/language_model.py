@@ -330,25 +330,44 @@ class LanguageModel(Task):
         self.carry = None if not parts else parts if len(parts) > 1 else parts[0]
 
     # ---- evaluation, prediction, sampling --------------------------------------------------------------
-    @torch.no_grad()
+    def _score(self, model: nn.Module, data: TokenStream, device: torch.device, lr: float = 0.0) -> dict:
+        """Score ``data`` once with ``eval_streams`` contiguous streams and carried state -> ``loss`` (nats per
+        token), ``bpc``, ``perplexity``, ``count``. With ``lr`` > 0 (dynamic evaluation) a copy of the model takes
+        one SGD step of rate ``lr`` on each chunk's loss (gradients clipped to norm 1) after scoring it."""
+        k = self.cfg.data.chunk_length
+        pos, end, chunks = eval_layout(len(data), self.cfg.data.eval_streams, k)
+        if lr > 0:
+            import copy
+
+            model = copy.deepcopy(model)  # the run's model is not changed
+            params = [p for p in model.parameters() if p.requires_grad]
+            opt = torch.optim.SGD(params, lr=lr)
+        model.eval()
+        nats, count, state = 0.0, 0, None
+        for j in range(chunks):
+            b = Batch.of(stream_chunk(data, pos + j * k, k, end))
+            mask = b.mask.to(device).flatten()
+            with torch.set_grad_enabled(lr > 0):
+                logits, state = model(b.x.to(device), state, b.resets.to(device))
+                nll = F.cross_entropy(logits.flatten(0, 1).float(), b.y.to(device).flatten(), reduction="none")
+                scored = (nll * mask).sum()
+            nats, count = nats + float(scored.detach()), count + int(mask.sum())
+            if lr > 0:
+                if mask.any():  # scored above, before this update
+                    opt.zero_grad(set_to_none=True)
+                    (scored / mask.sum()).backward()
+                    torch.nn.utils.clip_grad_norm_(params, 1.0)
+                    opt.step()
+                state = _detach(state)
+        loss = nats / max(count, 1)
+        return {"loss": loss, "bpc": loss / LN2, "perplexity": math.exp(min(loss, 700.0)), "count": count}
+
     def evaluate(self, model: nn.Module, data: TokenStream, device: torch.device) -> dict:
         """``loss`` (nats per token), ``bpc`` (bits per token), ``perplexity``, ``count`` (tokens predicted)
         and ``unigram_bpc`` (the training-frequency baseline on the same text)."""
         from rnnkit.data.corpus import unigram_bits
 
-        model.eval()
-        k = self.cfg.data.chunk_length
-        pos, end, chunks = eval_layout(len(data), self.cfg.data.eval_streams, k)
-        nats, count, state = 0.0, 0, None
-        for j in range(chunks):
-            b = Batch.of(stream_chunk(data, pos + j * k, k, end))
-            logits, state = model(b.x.to(device), state, b.resets.to(device))
-            nll = F.cross_entropy(logits.flatten(0, 1).float(), b.y.to(device).flatten(), reduction="none")
-            nats += float((nll * b.mask.to(device).flatten()).sum())
-            count += int(b.mask.sum())
-        loss = nats / max(count, 1)
-        return {"loss": loss, "bpc": loss / LN2, "perplexity": math.exp(min(loss, 700.0)), "count": count,
-                "unigram_bpc": unigram_bits(self.counts, data)}
+        return self._score(model, data, device) | {"unigram_bpc": unigram_bits(self.counts, data)}
 
     def final_evaluate(self, model: nn.Module, data: TokenStream, device: torch.device) -> dict:
         """The run's closing score of a split: :meth:`evaluate`, and with ``data.dynamic_lr`` > 0 the dynamic
@@ -365,30 +384,10 @@ class LanguageModel(Task):
         one SGD step of rate ``lr`` on that chunk's loss (gradients clipped to norm 1), carrying its state on.
         Every token is scored before any update that has seen it, so the total is an honest prequential code
         length of the text, read in the streams' interleaved order; ``model`` itself is not changed.
-        -> ``loss`` (nats per token), ``bpc``, ``perplexity``, ``lr``."""
-        import copy
-
-        k = self.cfg.data.chunk_length
-        pos, end, chunks = eval_layout(len(data), self.cfg.data.eval_streams, k)
-        adapted = copy.deepcopy(model).eval()  # dropout off; gradients on
-        params = [p for p in adapted.parameters() if p.requires_grad]
-        opt = torch.optim.SGD(params, lr=lr)
-        nats, count, state = 0.0, 0, None
-        for j in range(chunks):
-            b = Batch.of(stream_chunk(data, pos + j * k, k, end))
-            mask = b.mask.to(device).flatten()
-            logits, state = adapted(b.x.to(device), state, b.resets.to(device))
-            nll = F.cross_entropy(logits.flatten(0, 1).float(), b.y.to(device).flatten(), reduction="none")
-            scored = (nll * mask).sum()
-            nats, count = nats + float(scored), count + int(mask.sum())
-            if mask.any():
-                opt.zero_grad(set_to_none=True)
-                (scored / mask.sum()).backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-            state = _detach(state)
-        loss = nats / max(count, 1)
-        return {"loss": loss, "bpc": loss / LN2, "perplexity": math.exp(min(loss, 700.0)), "count": count, "lr": lr}
+        -> ``loss`` (nats per token), ``bpc``, ``perplexity``, ``count``, ``lr``."""
+        if not 0 < lr < 10:
+            raise UsageError(f"the dynamic-evaluation rate must be in (0, 10), got {lr}")
+        return self._score(model, data, device, lr) | {"lr": lr}
 
     def predict(self, model: nn.Module, data: TokenStream, device: torch.device) -> list[dict]:
         """One record per document: its name, tokens predicted, bits per token and perplexity."""
