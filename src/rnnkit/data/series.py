@@ -446,8 +446,8 @@ def fit_ets_season(y: np.ndarray, phase: np.ndarray, m: int) -> dict:
     """Fit ETS(A,N,M) (additive errors, no trend, a multiplicative season of period m; statsmodels) to positive
     ``y`` (T,) -> the parameters of :func:`ets_season`: smoothing weights ``alpha`` (level) and ``gamma``
     (season), the initial ``level0``, the initial seasonal states by phase ``seasons0`` (m,) and the ``first``
-    value. No trend, as in ES-RNN: the network forecasts the level's movement (a damped trend fitted on the
-    growth years before a crash extrapolated it, and lost the backtest of docs/benchmarks.md)."""
+    value. No trend, as in ES-RNN: the network forecasts the level's movement (a damped trend chosen by AICc
+    lost both backtest comparisons where it was tried, docs/benchmarks.md)."""
     import warnings
 
     from statsmodels.tsa.exponential_smoothing.ets import ETSModel
