@@ -6,8 +6,9 @@ metric), a warning on stderr when it loses, and ``"baselines_skipped"``: the bas
 not installed, with how to get it (``pip install 'rnnkit[baselines]'``: scikit-learn and statsmodels).
 
 * sequence classification: majority class; logistic regression on per-sequence summary features (mean, std, min,
-  max, first and last value of every feature over the sequence's valid steps); 1-nearest neighbour on the raw
-  sequences (equal lengths only; at most ``KNN_MAX`` training sequences, a seeded sample beyond that).
+  max, first and last value of every feature over the sequence's valid steps; at most ``LR_MAX`` training
+  sequences); 1-nearest neighbour on the raw sequences (equal lengths only; at most ``KNN_MAX`` training
+  sequences, a seeded sample beyond that).
 * text: majority class; TF-IDF of word 1-2 grams (min_df 2 from 100 training texts) + logistic regression.
 * language model: unigram, and an interpolated Witten-Bell n-gram model (characters or words) — in bits per
   token, as the model.
@@ -23,6 +24,7 @@ import numpy as np
 
 EXTRA = "pip install 'rnnkit[baselines]'"
 KNN_MAX = 10_000  # training sequences the 1-nearest-neighbour baseline compares against
+LR_MAX = 100_000  # training sequences the summary-feature logistic regression is fitted on (a seeded sample)
 
 
 def have(module: str) -> bool:
@@ -119,8 +121,14 @@ def sequence_baselines(train: tuple, test: tuple, seed: int = 0) -> tuple[dict, 
     from sklearn.preprocessing import StandardScaler
 
     if len(np.unique(ya)) > 1:
-        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-        clf.fit(summary_features(Xa, la), ya)
+        # tol 1e-3 (scikit-learn's default is 1e-4): on 54 000 Fashion-MNIST sequences 8.6 s instead of 38 s, test
+        # accuracy 81.8 % instead of 82.1 %; a sample of 20 000 at the default tol took 16 s and scored 81.2 %
+        Fa, ya_lr = summary_features(Xa, la), ya
+        if len(Fa) > LR_MAX:
+            keep = np.random.default_rng(seed).choice(len(Fa), LR_MAX, replace=False)
+            Fa, ya_lr = Fa[keep], ya[keep]
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, tol=1e-3))
+        clf.fit(Fa, ya_lr)
         out["logistic_regression_summary"] = _accuracy(clf.predict(summary_features(Xb, lb)), yb)
     if la is None and lb is None and Xa.shape[1:] == Xb.shape[1:]:
         out["1nn"] = nearest_neighbour(Xa, ya, Xb, yb, seed)
