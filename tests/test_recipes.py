@@ -481,3 +481,35 @@ def test_a_warm_started_ensemble_chains_its_members_and_resumes(tmp_path):
     assert again["test"] == m["test"]
     with pytest.raises(ConfigError, match="ensemble_warm_start"):
         load_config(DIGITS | {"training": DIGITS["training"] | {"ensemble": 1, "ensemble_warm_start": True}})
+
+
+@pytest.mark.parametrize("loss", ["quantile", "gaussian", "mse"])
+def test_shrink_moves_the_point_towards_the_base_keeps_the_interval_width_and_not_the_training_loss(loss):
+    from rnnkit.tasks.forecasting import Forecaster, ForecastModelConfig, RelativeInput
+
+    torch.manual_seed(0)
+    k = {"quantile": 3, "gaussian": 2, "mse": 1}[loss]
+    net = Forecaster(ForecastModelConfig(cell="gru", hidden_size=8, loss=loss), 1, 4, k)
+    x = torch.randn(5, 6, 1)
+    full, half, none = (RelativeInput(net, loss == "gaussian", relative=True, shrink=w, centre=1 if k == 3 else 0)
+                        for w in (0.0, 0.5, 1.0))
+    net.eval()
+    base, c = x[:, -1:, :1], 1 if k == 3 else 0
+    a, b, z = full(x), half(x), none(x)
+    torch.testing.assert_close(z[..., c], base[..., 0].expand(5, 4))  # shrink 1: the base alone (here naive)
+    torch.testing.assert_close(b[..., c], (a[..., c] + z[..., c]) / 2)  # a combination half way
+    if loss == "quantile":
+        torch.testing.assert_close(b[..., 2] - b[..., 0], a[..., 2] - a[..., 0])  # the interval keeps its width
+    if loss == "gaussian":
+        torch.testing.assert_close(b[..., 1], a[..., 1])  # and its scale
+    net.train()
+    torch.testing.assert_close(none(x), full(x))  # training always sees the network's own offsets
+
+
+def test_shrink_needs_a_base_and_a_share():
+    base = {"task": "forecasting", "data": {"source": "array", "values": [1.0] * 50}}
+    with pytest.raises(ConfigError, match="model.shrink moves forecasts towards the base"):
+        load_config({**base, "model": {"shrink": 0.5}})
+    with pytest.raises(ConfigError, match=r"model.shrink must be a number in \[0, 1\]"):
+        load_config({**base, "model": {"shrink": 2}})
+    load_config({**base, "model": {"shrink": 0.5}, "data": {**base["data"], "relative": True}})

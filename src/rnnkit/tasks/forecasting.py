@@ -38,9 +38,14 @@ class ForecastModelConfig(ModelConfig):
     quantiles: list = field(default_factory=lambda: [0.1, 0.5, 0.9])  # loss: quantile (must hold 0.5)
     interval: float = 0.8  # loss: gaussian: level of the prediction interval
     head_dropout: float = 0.0
+    shrink: float = 0.0  # with relative outputs or a seasonal base: forecasts move this share of the way from the
+    #   network's back to the base it corrects (the last adjusted value, or seasonal naive), when predicting only;
+    #   1 is the base alone. A combination of the network and the simple forecast, chosen by backtest
 
     def check(self) -> None:
         super().check()
+        if isinstance(self.shrink, bool) or not isinstance(self.shrink, int | float) or not 0 <= self.shrink <= 1:
+            raise ConfigError(f"model.shrink must be a number in [0, 1], got {self.shrink!r}")
         q = self.quantiles
         if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in q):
             raise ConfigError(f"model.quantiles must be a list of numbers in (0, 1), got {q}")
@@ -136,17 +141,25 @@ class RelativeInput(nn.Module):
     """The forecaster with ``data.relative`` and/or ``data.deseasonalize``: with ``relative`` the window is read
     relative to its last target value; the outputs are offsets from a base that is added back — the window's last
     value, or with ``season`` m (seasonal differencing) the value one season before each forecast step, so the
-    network learns corrections to seasonal naive. x (B, L, D) -> (B, S, K) on the scaled level (what the exported
-    graph computes)."""
+    network learns corrections to seasonal naive. With ``shrink`` w > 0, in eval mode only, the offsets are
+    scaled by 1 - w: the point offset (column ``centre``: the mean, or the median quantile) is scaled and every
+    other column moves with it, so an interval keeps its width. x (B, L, D) -> (B, S, K) on the scaled level
+    (what the exported graph computes)."""
 
-    def __init__(self, model: nn.Module, gaussian: bool, relative: bool = True, season: int | None = None) -> None:
+    def __init__(self, model: nn.Module, gaussian: bool, relative: bool = True, season: int | None = None,
+                 shrink: float = 0.0, centre: int = 0) -> None:
         super().__init__()
         self.model, self.gaussian, self.relative, self.season = model, gaussian, relative, season
+        self.shrink, self.centre = float(shrink), centre
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         last = x[:, -1:, :1]  # (B, 1, 1) the window's last target value
         inp = torch.cat([x[:, :, :1] - last, x[:, :, 1:]], 2) if self.relative else x
         out = self.model(inp)
+        if self.shrink and not self.model.training:  # the training loss always sees the network's own offsets
+            c = self.centre
+            move = self.shrink * out[..., c : c + 1]
+            out = torch.cat([out[..., :1] - move, out[..., 1:]], 2) if self.gaussian else out - move
         if self.season:  # step h (1-based) adds y one season before it: x[:, L - m + (h - 1) % m]
             m, steps = self.season, out.shape[1]
             index = torch.arange(steps, device=x.device) % m + (x.shape[1] - m)
@@ -195,6 +208,9 @@ class Forecasting(Task):
         if cfg.data.strategy == "recursive" and cfg.data.covariates:
             raise ConfigError("data.strategy: recursive feeds forecasts back and cannot forecast covariates; "
                               "use strategy: direct with covariates")
+        if cfg.model.shrink and not cfg.data.relative and cfg.data.deseasonalize == "none":
+            raise ConfigError("model.shrink moves forecasts towards the base the network corrects; set data.relative: "
+                              "true or a data.deseasonalize, or leave model.shrink at 0")
 
     # ---- data ------------------------------------------------------------------------------------------
     @property
@@ -425,7 +441,9 @@ class Forecasting(Task):
         if not d.relative and d.deseasonalize == "none":
             return model
         season = self.season if d.deseasonalize == "difference" else None
-        return RelativeInput(model, self.cfg.model.loss == "gaussian", d.relative, season)
+        m = self.cfg.model
+        centre = m.quantiles.index(0.5) if m.loss == "quantile" else 0
+        return RelativeInput(model, m.loss == "gaussian", d.relative, season, m.shrink, centre)
 
     def _run(self, model: nn.Module, X: torch.Tensor) -> torch.Tensor:
         """X (B, L, D) scaled -> outputs (B, S, K) on the scaled level (relative inputs handled here)."""
