@@ -513,3 +513,23 @@ def test_shrink_needs_a_base_and_a_share():
     with pytest.raises(ConfigError, match=r"model.shrink must be a number in \[0, 1\]"):
         load_config({**base, "model": {"shrink": 2}})
     load_config({**base, "model": {"shrink": 0.5}, "data": {**base["data"], "relative": True}})
+
+
+def test_quantile_heads_are_sorted_when_predicting_but_not_in_the_training_loss():
+    from rnnkit.tasks.forecasting import Forecaster, ForecastModelConfig, RelativeInput
+
+    torch.manual_seed(0)
+    net = Forecaster(ForecastModelConfig(cell="gru", hidden_size=4, loss="quantile"), 1, 3, 3)
+    with torch.no_grad():  # heads that cross: the 10 % head reads +x, the 90 % head -x
+        net.head.weight.zero_()
+        net.head.bias.copy_(torch.tensor([1.0, 0.0, -1.0]).repeat(3))
+    for base in (False, True):
+        wrapped = RelativeInput(net, False, relative=base, base=base, sort=True)
+        x = torch.randn(4, 5, 1)
+        net.train()
+        raw = wrapped(x)
+        assert (raw[..., 0] > raw[..., 2]).all()  # the training loss sees the heads as they are
+        net.eval()
+        out = wrapped(x)
+        assert (out.diff(dim=-1) >= 0).all()  # what evaluation, forecasts and exports see
+        torch.testing.assert_close(out, raw.sort(dim=-1).values)

@@ -141,22 +141,31 @@ class RelativeInput(nn.Module):
     """The forecaster with ``data.relative`` and/or ``data.deseasonalize``: with ``relative`` the window is read
     relative to its last target value; the outputs are offsets from a base that is added back — the window's last
     value, or with ``season`` m (seasonal differencing) the value one season before each forecast step, so the
-    network learns corrections to seasonal naive. With ``shrink`` w > 0, in eval mode only, the offsets are
+    network learns corrections to seasonal naive (``base=False``: the outputs are the forecast itself). In eval
+    mode only (the training loss always sees the network's own outputs): with ``shrink`` w > 0 the offsets are
     scaled by 1 - w: the point offset (column ``centre``: the mean, or the median quantile) is scaled and every
-    other column moves with it, so an interval keeps its width. x (B, L, D) -> (B, S, K) on the scaled level
-    (what the exported graph computes)."""
+    other column moves with it, so an interval keeps its width; with ``sort`` the quantile columns are sorted
+    (monotone rearrangement, Chernozhukov et al. 2010: separate heads can cross where data are thin, and a sorted
+    set is never further from the true quantiles). x (B, L, D) -> (B, S, K) on the scaled level (what the
+    exported graph computes)."""
 
     def __init__(self, model: nn.Module, gaussian: bool, relative: bool = True, season: int | None = None,
-                 shrink: float = 0.0, centre: int = 0) -> None:
+                 shrink: float = 0.0, centre: int = 0, base: bool = True, sort: bool = False) -> None:
         super().__init__()
         self.model, self.gaussian, self.relative, self.season = model, gaussian, relative, season
-        self.shrink, self.centre = float(shrink), centre
+        self.shrink, self.centre, self.base, self.sort = float(shrink), centre, base, sort
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._offsets(x) if self.base else self.model(x)
+        if self.sort and not self.model.training:
+            out = out.sort(dim=-1).values
+        return out
+
+    def _offsets(self, x: torch.Tensor) -> torch.Tensor:
         last = x[:, -1:, :1]  # (B, 1, 1) the window's last target value
         inp = torch.cat([x[:, :, :1] - last, x[:, :, 1:]], 2) if self.relative else x
         out = self.model(inp)
-        if self.shrink and not self.model.training:  # the training loss always sees the network's own offsets
+        if self.shrink and not self.model.training:
             c = self.centre
             move = self.shrink * out[..., c : c + 1]
             out = torch.cat([out[..., :1] - move, out[..., 1:]], 2) if self.gaussian else out - move
@@ -436,14 +445,16 @@ class Forecasting(Task):
         return data.X[idx], data.Y[idx]
 
     def _wrap(self, model: nn.Module) -> nn.Module:
-        """The model with relative inputs / a seasonal base as the config says (itself without either)."""
-        d = self.cfg.data
-        if not d.relative and d.deseasonalize == "none":
+        """The model with relative inputs / a seasonal base as the config says, and sorted quantiles (itself
+        without any of these)."""
+        d, m = self.cfg.data, self.cfg.model
+        base = d.relative or d.deseasonalize != "none"
+        if not base and m.loss != "quantile":
             return model
         season = self.season if d.deseasonalize == "difference" else None
-        m = self.cfg.model
         centre = m.quantiles.index(0.5) if m.loss == "quantile" else 0
-        return RelativeInput(model, m.loss == "gaussian", d.relative, season, m.shrink, centre)
+        return RelativeInput(model, m.loss == "gaussian", d.relative, season, m.shrink, centre, base,
+                             sort=m.loss == "quantile")
 
     def _run(self, model: nn.Module, X: torch.Tensor) -> torch.Tensor:
         """X (B, L, D) scaled -> outputs (B, S, K) on the scaled level (relative inputs handled here)."""
@@ -473,9 +484,9 @@ class Forecasting(Task):
         return torch.maximum(q * e, (q - 1) * e).sum() / len(m.quantiles)
 
     def _point_interval(self, out: torch.Tensor):
-        """Outputs (B, S, K) -> point (B, S) and interval bounds (B, S) or None. Quantiles are sorted first
-        (monotone rearrangement, Chernozhukov et al. 2010): separate heads can cross where data are thin, and a
-        sorted set is never further from the true quantiles."""
+        """Outputs (B, S, K) -> point (B, S) and interval bounds (B, S) or None. Quantiles are sorted again
+        (the model sorts them in eval mode, see :class:`RelativeInput`; an ensemble's average of sorted sets
+        is sorted too, so this only guards outputs from elsewhere)."""
         m = self.cfg.model
         if m.loss == "quantile":
             out = out.sort(dim=-1).values
