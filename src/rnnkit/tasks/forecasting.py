@@ -484,12 +484,11 @@ class Forecasting(Task):
         return torch.maximum(q * e, (q - 1) * e).sum() / len(m.quantiles)
 
     def _point_interval(self, out: torch.Tensor):
-        """Outputs (B, S, K) -> point (B, S) and interval bounds (B, S) or None. Quantiles are sorted again
-        (the model sorts them in eval mode, see :class:`RelativeInput`; an ensemble's average of sorted sets
-        is sorted too, so this only guards outputs from elsewhere)."""
+        """Outputs (B, S, K) of :meth:`_run` in eval mode -> point (B, S) and interval bounds (B, S) or None.
+        Quantiles arrive sorted: the wrapped model sorts them (:class:`RelativeInput`), after an ensemble has
+        averaged its members."""
         m = self.cfg.model
         if m.loss == "quantile":
-            out = out.sort(dim=-1).values
             return out[..., m.quantiles.index(0.5)], out[..., 0], out[..., -1]
         if m.loss == "gaussian":
             z = float(torch.special.ndtri(torch.tensor((1 + m.interval) / 2, dtype=torch.float64)))
