@@ -77,6 +77,21 @@ def test_attention_ignores_padding_and_beam_one_is_greedy(run):
     assert all(len(b) == 3 and len({tuple(ids) for ids, _ in b}) == 3 for b in five)  # three different outputs
 
 
+def test_attention_rows_match_labels_when_decoding_hits_the_length_cap(run, monkeypatch):
+    """A decoding cut by the length cap has no </s> step: the labels must still match the weights' rows, and the
+    report's heat map must draw (it crashed on an under-trained model before)."""
+    pytest.importorskip("matplotlib")
+    from rnnkit.tasks.seq2seq import attention_figure
+
+    model, task = _model_and_task(run)
+    for cap in (1, 30):
+        monkeypatch.setattr(task, "_max_len", lambda n, cap=cap: cap)
+        for item in task.attention(model, ["photographers", "cat"], torch.device("cpu")):
+            assert len(item["output"]) == item["weights"].shape[0] <= cap
+            assert cap == 1 or item["output"][-1] == "</s>"  # uncut, the last row is the </s> step
+            attention_figure(item)
+
+
 def test_metrics_and_resume_are_exact(run, tmp_path):
     m = json.loads((run / "metrics.json").read_text())
     assert {"loss", "wer", "ter", "count"} <= set(m["test"]) and 0 <= m["test"]["wer"] <= 1

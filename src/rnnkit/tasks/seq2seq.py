@@ -649,9 +649,11 @@ class Seq2SeqTask(Task):
             src = pad([data.src[i]]).to(device)
             n = torch.tensor([len(data.src[i])])
             seqs, _, weights = greedy(model, src, n, self._max_len(n), want_attention=True)
+            w = weights[0].numpy() if weights else np.zeros((0, 0))
+            output = [self.tgt_vocab.itos[t] for t in seqs[0]]
+            # one row of weights per decoded token, plus the </s> step unless decoding hit the length cap first
             out.append({"source": self.src_vocab.split(data.texts[i]),
-                        "output": [self.tgt_vocab.itos[t] for t in seqs[0]] + ["</s>"],
-                        "weights": weights[0].numpy() if weights else np.zeros((0, 0))})
+                        "output": output + ["</s>"] * (len(w) > len(output)), "weights": w})
         return out
 
     def report_sections(self, run_dir: Path, metrics: dict, model: nn.Module | None = None) -> list:
@@ -687,7 +689,8 @@ def attention_figure(item: dict):
     ax = fig.add_subplot()
     ax.imshow(w, cmap="viridis", aspect="auto", vmin=0, vmax=1)
     ax.set_xticks(range(len(item["source"])), item["source"])
-    ax.set_yticks(range(len(item["output"])), item["output"][: w.shape[0]])
+    rows = w.shape[0] if w.ndim == 2 else 0
+    ax.set_yticks(range(rows), (list(item["output"]) + [""] * rows)[:rows])
     ax.set_xlabel("source")
     ax.set_ylabel("output")
     return fig
