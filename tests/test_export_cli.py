@@ -105,3 +105,29 @@ def test_export_mistakes_are_one_line(runs, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'rnnkit[export]'" in err
     assert not (runs["classification"] / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "pt2"])
+def test_a_run_whose_texts_are_one_token_long_exports_with_a_free_time_axis(tmp_path, fmt, capsys):
+    """torch.export fixes an axis it sees at size 1: a text run cut to one token (data.max_length: 1) gave it
+    one-step examples and failed; the examples are now padded past every length, so time stays free."""
+    if fmt == "onnx":
+        ort = pytest.importorskip("onnxruntime")
+    rows = "\n".join(f"{'good tasty' if i % 2 else 'bad stale'} {i},{'great' if i % 2 else 'other'}" for i in range(40))
+    (tmp_path / "t.csv").write_text("review,score\n" + rows + "\n")
+    cfg = {"name": "one", "task": "text_classification", "model": {"cell": "gru", "hidden_size": 4},
+           "data": {"source": "csv", "path": str(tmp_path / "t.csv"), "text_column": "review", "label_column": "score",
+                    "max_length": 1}, "training": TRAIN}
+    run_dir, _ = fit(cfg, tmp_path / "run", quiet=True)
+    out = tmp_path / f"m.{fmt}"
+    assert main(["export", str(run_dir), "--format", fmt, "--output", str(out)]) == 0
+    assert "parity: max difference" in capsys.readouterr().out
+    run = Run.load(run_dir)
+    feeds = _fresh_inputs(run, 3, 7)
+    with torch.no_grad():
+        want = run.task.export_spec(run.model, None).module(*feeds.values())
+    if fmt == "onnx":
+        got = torch.from_numpy(ort.InferenceSession(str(out)).run(None, {k: v.numpy() for k, v in feeds.items()})[0])
+    else:
+        got = torch.export.load(str(out)).module()(*feeds.values())
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -50,6 +51,22 @@ def _dims(spec) -> dict[str, dict[int, torch.export.Dim]]:
                     torch.export.Dim(label, min=2, max=1_000_000)
             out[name][axis] = made[label]
     return {n: out.get(n) for n in spec.names}
+
+
+def _two_steps(spec) -> tuple[torch.Tensor, ...]:
+    """The example inputs with every free time axis at least 2 long: torch.export fixes an axis it sees at size 1.
+    Only where the spec passes ``lengths``: the added steps are zero padding past every length, so masked."""
+    if "lengths" not in spec.names:
+        return spec.inputs
+    out = []
+    for name, t in zip(spec.names, spec.inputs, strict=True):
+        for axis, label in spec.dynamic.get(name, {}).items():
+            if label != "batch" and t.shape[axis] < 2:
+                pad = list(t.shape)
+                pad[axis] = 2 - t.shape[axis]
+                t = torch.cat([t, t.new_zeros(pad)], axis)
+        out.append(t)
+    return tuple(out)
 
 
 def _close(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:
@@ -100,6 +117,8 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", output: str | Path | None
     except (DataError, FileNotFoundError, OSError) as exc:
         note = f"made-up inputs (the run's data is not at hand here: {' '.join(str(exc).split())[:120]})"
     spec = task.export_spec(model, data)
+    spec.module.eval()  # a task's wrapper (the LM's step) is a new module, in training mode until told
+    spec.inputs = _two_steps(spec)
     with torch.no_grad():
         want = spec.module(*spec.inputs)
     want = list(want) if isinstance(want, tuple | list) else [want]
@@ -111,11 +130,16 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", output: str | Path | None
             with torch.no_grad():
                 got = ep.module()(*spec.inputs)
             got = list(got) if isinstance(got, tuple | list) else [got]
+            logging.getLogger("torch._export.serde.serialize").setLevel(logging.ERROR)  # its note on empty lists
             torch.export.save(ep, tmp)
         else:
             logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # its notes on absent torchvision ops
-            prog = torch.onnx.export(spec.module, spec.inputs, dynamo=True, dynamic_shapes=_dims(spec),
-                                     input_names=spec.names, output_names=spec.outputs, verbose=False)
+            with warnings.catch_warnings():  # the exporter's notes to torch developers, not to the user
+                warnings.simplefilter("ignore", FutureWarning)
+                warnings.filterwarnings("ignore", message=r".*axis name: .* will not be used")
+                prog = torch.onnx.export(spec.module, spec.inputs, dynamo=True, dynamic_shapes=_dims(spec),
+                                         input_names=spec.names, output_names=spec.outputs, verbose=False)
+            prog.optimize()  # constant folding and dead-code removal (no unused initialisers left to warn about)
             _check_dynamic(prog.model_proto, spec)
             prog.save(tmp)
             sess = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
