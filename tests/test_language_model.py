@@ -223,3 +223,14 @@ def test_austen_config_trains_on_five_novels_and_tests_on_persuasion(monkeypatch
     assert task.splits["test"].names == ("persuasion.txt",) and len(task.splits["train"].names) == 5
     assert "persuasion.txt" not in task.splits["train"].names and task.splits["val"].names == task.splits["train"].names
     assert task.counts.sum() == len(task.splits["train"])
+
+
+def test_diagnose_traces_a_language_model(run_dir, capsys):
+    """``rnnkit diagnose`` on a language model: its batches are chunks of the text (it was an internal error, and
+    the report's gradient section said 'not computed')."""
+    assert main(["diagnose", str(run_dir), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    k = tiny()["data"]["chunk_length"]
+    assert report["layers"] and all(len(layer["norms"]) == k for layer in report["layers"])
+    final = json.loads((run_dir / "diagnostics" / "final.json").read_text())  # the report's section, at training
+    assert [layer["norms"] for layer in final["layers"]] == [layer["norms"] for layer in report["layers"]]

@@ -308,6 +308,14 @@ class LanguageModel(Task):
                 c.resets[:, 0] = True
             yield Batch.of(c)
 
+    def make_batch(self, data: TokenStream, idx: torch.Tensor) -> Batch:
+        """Chunks ``idx`` of ``data`` cut into ``chunk_length`` pieces from its start, one per stream, each read
+        from a fresh state (what ``rnnkit diagnose`` traces): x, y (len(idx), chunk_length)."""
+        k = self.cfg.data.chunk_length
+        c = stream_chunk(data, np.asarray(idx, dtype=np.int64) * k % max(len(data), 1), k)
+        c.resets[:, 0] = True
+        return Batch.of(c)
+
     def step(self, model: nn.Module, batch: Batch, device: torch.device) -> StepResult:
         carry = self.carry
         if carry is not None and (carry[0] if isinstance(carry, tuple) else carry).shape[1] != batch.x.shape[0]:
