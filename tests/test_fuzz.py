@@ -146,3 +146,104 @@ def test_fuzzed_argument_lists(run_dir, argv):
         os.chdir(cwd)
     assert code in (0, 1, 2), (code, err)
     assert "Traceback" not in err and "internal error" not in err, (argv, err)
+
+
+# ---- every task's own keys, values of their own type, and the run used afterwards ------------------------------
+TASK_BASES = {
+    "forecasting": {"model": {"cell": "lstm", "hidden_size": 4},
+                    "data": {"source": "embedded", "name": "sunspots", "lookback": 12, "horizon": 3}},
+    "language_model": {"model": {"cell": "gru", "hidden_size": 8},
+                       "data": {"source": "embedded", "level": "char", "steps_per_epoch": 3, "chunk_length": 16,
+                                "limit": 4000}},
+    "text_classification": {"model": {"cell": "gru", "hidden_size": 4},
+                            "data": {"source": "csv", "path": "t.csv", "text_column": "review",
+                                     "label_column": "score"}},
+    "seq2seq": {"model": {"cell": "gru", "hidden_size": 8}, "data": {"source": "embedded", "limit": 60}},
+    "sequence_classification": {"model": {"cell": "gru", "hidden_size": 4}, "data": {"source": "embedded",
+                                                                                     "limit": 60}},
+}
+USE = {"forecasting": [["forecast", "RUN", "--steps", "4"]], "language_model": [["generate", "RUN", "--length", "8"]],
+       "text_classification": [["predict", "RUN", "t.csv"]], "seq2seq": [["explain", "RUN", "cat"]],
+       "sequence_classification": []}
+NAMED = {"cell": ["rnn", "gru", "lstm", "indrnn", "mingru", "minlstm"], "pooling": ["last", "mean", "max", "meanmax"],
+         "deseasonalize": ["difference", "additive", "multiplicative"], "transform": ["log", "boxcox"],
+         "truncating": ["pre", "post", "chunk"], "loss": ["mae", "quantile", "gaussian"],
+         "attention": ["none", "dot", "general", "bahdanau"], "schedule": ["cosine", "onecycle", "plateau"],
+         "optimizer": ["adamw", "sgd"], "level": ["char", "word"], "strategy": ["direct", "recursive"]}
+FIXED = {"device", "num_threads", "tensorboard", "path", "test_path", "val_path", "source", "name", "root", "files",
+         "pretrained", "url", "epochs", "ensemble", "download", "values", "limit", "steps_per_epoch", "hidden_size",
+         "embedding_dim", "eval_batch_size"}
+
+
+def _plausible(name: str, default: object) -> list:
+    """Values a user might set for a key with this default: its neighbours, its named choices, switches."""
+    if name in NAMED:
+        return NAMED[name]
+    if isinstance(default, bool):
+        return [not default]
+    if isinstance(default, int):
+        return [0, 1, 2, default + 1, max(default // 2, 1), -1]
+    if isinstance(default, float):
+        return [0.0, default / 2, default * 2 + 0.1, 0.999, -0.1]
+    if default is None:
+        return [1, 2, 0.5, True]
+    if isinstance(default, list):
+        return [[], default[:1]]
+    return []
+
+
+def _keys(task: str) -> dict[str, list[tuple[str, list]]]:
+    import dataclasses
+
+    from rnnkit.config import TrainingConfig
+    from rnnkit.tasks import get_task
+
+    cls = get_task(task)
+    out = {}
+    for section, dc in (("model", cls.model_config), ("data", cls.data_config), ("training", TrainingConfig)):
+        rows = []
+        for f in dataclasses.fields(dc):
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            values = _plausible(f.name, default)
+            if f.name not in FIXED and values:
+                rows.append((f.name, values))
+        out[section] = rows
+    return out
+
+
+@settings(SETTINGS, max_examples=int(os.environ.get("RNNKIT_FUZZ_TASK_EXAMPLES", "10")))
+@given(task=st.sampled_from(list(TASK_BASES)), data=st.data())
+def test_fuzzed_keys_of_every_task_then_the_run_is_used(tmp_path_factory, task, data):
+    """A changed key either is refused in one line or trains a run that evaluate, export, diagnose, info, resume
+    and the task's own verb then use without an internal error."""
+    work = tmp_path_factory.mktemp("fzt")
+    rows = "\n".join(f"{'good tasty' if i % 2 else 'bad stale'} food {i},{'great' if i % 2 else 'other'}"
+                     for i in range(40))
+    (work / "t.csv").write_text("review,score\n" + rows + "\n")
+    cfg = {"name": "fzt", "task": task, **{k: dict(v) for k, v in TASK_BASES[task].items()},
+           "training": {"epochs": 1, "num_threads": 1, "device": "cpu", "batch_size": 8}}
+    keys = _keys(task)
+    for _ in range(data.draw(st.integers(1, 3))):
+        section = data.draw(st.sampled_from(list(keys)))
+        name, values = data.draw(st.sampled_from(keys[section]))
+        cfg[section][name] = data.draw(st.sampled_from(values))
+    for k in ("min_steps", "max_steps"):
+        if isinstance(cfg["training"].get(k), int) and cfg["training"][k] > 20:
+            cfg["training"][k] = 20
+    (work / "c.yaml").write_text(yaml.safe_dump(cfg))
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        code, err = _cli(["train", "c.yaml", "--quiet", "--out", "run"])
+        assert code in (0, 1, 2), (cfg, err)
+        assert "Traceback" not in err and "internal error" not in err, (cfg, err)
+        if code:
+            return
+        for argv in [["evaluate", "RUN"], ["info", "RUN"], ["diagnose", "RUN", "--json"],
+                     ["export", "RUN", "--output", "m.onnx"], ["train", "--resume", "RUN", "--quiet"], *USE[task]]:
+            code, err = _cli(["run" if a == "RUN" else a for a in argv])
+            assert code in (0, 2), (cfg, argv, err)
+            assert "Traceback" not in err and "internal error" not in err, (cfg, argv, err)
+    finally:
+        os.chdir(cwd)
