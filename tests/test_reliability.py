@@ -289,3 +289,28 @@ def test_argument_errors_and_non_utf8_data_name_what_and_where(tmp_path, capsys)
     (tmp_path / "q.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["config", "show", str(tmp_path / "q.yaml")]) == 2
     assert "model.quantiles must be a list of numbers" in capsys.readouterr().err
+
+
+def test_non_utf8_series_and_pair_files_are_one_line_errors(tmp_path, capsys):
+    """A forecasting run's predict/evaluate file and a seq2seq pairs file in Latin-1 name the file, the byte and
+    the line (the first was a UnicodeDecodeError, the second a wrong call inside the error itself)."""
+    import yaml
+
+    bad = tmp_path / "latin1.csv"
+    bad.write_bytes("date,value\n2000-01,1.0\ncaf\xe9,2.0\n".encode("latin-1"))
+    runs = {}
+    for name, cfg in {
+        "fc": {"task": "forecasting", "model": {"cell": "gru", "hidden_size": 4},
+               "data": {"source": "embedded", "name": "sunspots", "lookback": 12, "horizon": 2}},
+        "s2s": {"task": "seq2seq", "model": {"cell": "gru", "hidden_size": 8}, "data": {"source": "embedded",
+                                                                                     "limit": 40}}}.items():
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({"name": name, **cfg, "training": {
+            "epochs": 1, "num_threads": 1, "device": "cpu"}}))
+        assert main(["train", str(tmp_path / f"{name}.yaml"), "--quiet", "--out", str(tmp_path / name)]) == 0
+        runs[name] = str(tmp_path / name)
+    capsys.readouterr()
+    for argv in (["predict", runs["fc"], str(bad)], ["evaluate", runs["fc"], "--data", str(bad)],
+                 ["evaluate", runs["s2s"], "--data", str(bad)]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "latin1.csv is not UTF-8 text (byte 0xe9 on line 3)" in err, (argv, err)

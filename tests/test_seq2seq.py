@@ -202,3 +202,19 @@ def test_an_ensemble_of_copies_decodes_as_its_member_and_a_trained_one_reloads(r
     assert main(["explain", str(ens), "--text", "cat", "--output", str(tmp_path / "a.json")]) == 0
     weights = json.loads((tmp_path / "a.json").read_text())[0]["weights"]  # the members' mean attention
     assert len(weights[0]) == 3 and all(abs(sum(row) - 1) < 1e-3 for row in weights)  # rounded to 4 places
+
+
+def test_explain_takes_any_text_and_draws_a_long_one_cut(run, tmp_path, capsys):
+    """A lone surrogate (undecodable argv bytes) and a 3 000-character source: one page each, no internal error
+    (they crashed matplotlib's text layout, and asked it for a 1 200-inch-wide image)."""
+    pytest.importorskip("matplotlib")
+    from rnnkit.tasks.seq2seq import attention_figure
+
+    for text in ("ca\udcfft", "a" * 3000):
+        out = tmp_path / "a.html"
+        assert main(["explain", str(run), "--text", text, "--output", str(out)]) == 0
+        assert "<img" in out.read_text()
+    model, task = _model_and_task(run)
+    item = task.attention(model, ["a" * 300], torch.device("cpu"))[0]
+    fig = attention_figure(item, most=20)
+    assert fig.get_size_inches()[0] < 10 and "the first 20 of 300 tokens" in fig.axes[0].get_xlabel()

@@ -68,8 +68,8 @@ def read_table(path: str | Path, source_column: str, target_column: str, delimit
                 sep = delimiter or ("\t" if path.suffix in (".tsv", ".tab") else ",")
                 for n, obj in enumerate(csv.DictReader(f, delimiter=sep), 2):
                     rows.append(_pick(obj, source_column, target_column, f"{path}:{n}"))
-    except UnicodeDecodeError as e:
-        raise not_utf8(path, e) from None
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
     if not rows:
         raise DataError(f"{path} holds no pairs; give a header row and one pair per row")
     return Pairs.from_rows(rows)
@@ -97,8 +97,8 @@ def read_cmudict(path: str | Path) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise not_utf8(path, e) from None
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
     for line in lines:
         line = line.split("#", 1)[0].strip()
         if not line:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit.data.errors import DataError
+from rnnkit.data.errors import DataError, not_utf8
 from rnnkit.data.sources import register_source
 
 FREQS = ("D", "W", "M", "Q", "Y")
@@ -164,8 +164,13 @@ def read_csv_series(path: str | Path, date_col: str | None = None, target: str |
     path = Path(path)
     if not path.is_file():
         raise DataError(f"file not found: {path}; check data.path")
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f, delimiter=delimiter))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f, delimiter=delimiter))
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
+    except csv.Error as e:
+        raise DataError(f"{path}: not a readable CSV ({e}); give a header row and comma-separated values") from None
     if len(rows) < 2:
         raise DataError(f"{path}: needs a header row and at least one data row")
     header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if any(c.strip() for c in r)]

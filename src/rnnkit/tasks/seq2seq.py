@@ -514,7 +514,9 @@ class Seq2SeqTask(Task):
 
                 data = [s for s in read_lines(path) if s.strip()]
         if isinstance(data, list):
-            data = Pairs([str(s).strip() for s in data], [["?"] for _ in data])
+            from rnnkit.data.text import safe_text
+
+            data = Pairs([safe_text(s).strip() for s in data], [["?"] for _ in data])
         return self.encode(data)
 
     def state(self) -> dict:
@@ -680,19 +682,22 @@ class Seq2SeqTask(Task):
         return sections
 
 
-def attention_figure(item: dict):
-    """A heat map of one attention matrix (rows: output tokens, columns: source tokens)."""
+def attention_figure(item: dict, most: int = 80):
+    """A heat map of one attention matrix (rows: output tokens, columns: source tokens); at most ``most`` of
+    each are drawn (the axis label says how many there were), so a long input cannot make a huge image."""
     from rnnkit.report import figure
 
-    w = item["weights"]
-    fig = figure(0.4 * max(len(item["source"]), 4) + 1.5, 0.35 * max(len(item["output"]), 4) + 1.2)
+    w = item["weights"] if item["weights"].ndim == 2 else np.zeros((0, 0))
+    (total, _), n_src = w.shape, len(item["source"])
+    rows, cols = min(total, most), min(n_src, most)
+    w = w[:rows, :most]
+    fig = figure(0.4 * max(cols, 4) + 1.5, 0.35 * max(rows, 4) + 1.2)
     ax = fig.add_subplot()
     ax.imshow(w, cmap="viridis", aspect="auto", vmin=0, vmax=1)
-    ax.set_xticks(range(len(item["source"])), item["source"])
-    rows = w.shape[0] if w.ndim == 2 else 0
+    ax.set_xticks(range(cols), item["source"][:cols])
     ax.set_yticks(range(rows), (list(item["output"]) + [""] * rows)[:rows])
-    ax.set_xlabel("source")
-    ax.set_ylabel("output")
+    ax.set_xlabel("source" + (f" (the first {cols} of {n_src} tokens)" if cols < n_src else ""))
+    ax.set_ylabel("output" + (f" (the first {rows} of {total})" if rows < total else ""))
     return fig
 
 
