@@ -234,3 +234,23 @@ def test_diagnose_traces_a_language_model(run_dir, capsys):
     assert report["layers"] and all(len(layer["norms"]) == k for layer in report["layers"])
     final = json.loads((run_dir / "diagnostics" / "final.json").read_text())  # the report's section, at training
     assert [layer["norms"] for layer in final["layers"]] == [layer["norms"] for layer in report["layers"]]
+
+
+def test_texts_with_nothing_to_predict(run_dir, tmp_path, capsys):
+    """A blank or one-token file is a one-line error (a blank one was an IndexError); beside other documents, a
+    one-token document gets no score rather than a perfect 0 bits."""
+    from rnnkit.data.corpus import TokenStream
+
+    assert len(TokenStream.from_arrays([], [])) == 0
+    for content in (" ", "x"):
+        (tmp_path / "t.txt").write_text(content)
+        for argv in (["predict", str(run_dir), str(tmp_path / "t.txt")],
+                     ["evaluate", str(run_dir), "--data", str(tmp_path / "t.txt")]):
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "none to predict" in err
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("x")
+    (tmp_path / "docs" / "b.txt").write_text("It is a truth universally acknowledged.")
+    records = rnnkit.Run.load(run_dir).predict(str(tmp_path / "docs"))
+    assert [r["tokens"] for r in records][0] == 0 and records[0]["bpc"] is None and records[1]["bpc"] > 0

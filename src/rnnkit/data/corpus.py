@@ -200,7 +200,8 @@ class TokenStream:
         kept = [(d, name) for d, name in zip(docs, names, strict=True) if len(d)]  # an empty document vanishes
         ids = np.concatenate([d for d, _ in kept]).astype(np.int64) if kept else np.zeros(0, np.int64)
         starts = np.zeros(len(ids), bool)
-        starts[np.cumsum([0, *[len(d) for d, _ in kept[:-1]]]).astype(np.int64)] = bool(kept)
+        if kept:
+            starts[np.cumsum([0, *[len(d) for d, _ in kept[:-1]]]).astype(np.int64)] = True
         return cls(ids, starts, tuple(name for _, name in kept))
 
     def documents(self) -> list[np.ndarray]:

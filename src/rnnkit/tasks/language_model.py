@@ -277,7 +277,13 @@ class LanguageModel(Task):
             return data
         paths = list(data) if isinstance(data, list | tuple) else [data]
         docs = read_documents(paths)
-        return self.encode_texts([x for _, x in docs], [n for n, _ in docs])
+        stream = self.encode_texts([x for _, x in docs], [n for n, _ in docs])
+        if not stream.num_targets:  # each document's first token is read, not predicted
+            from rnnkit.data import DataError
+
+            raise DataError(f"{', '.join(map(str, paths))}: fewer than two {self.vocab.level} tokens in each "
+                            "document, so none to predict; give a text file with some text")
+        return stream
 
     # ---- model and training ----------------------------------------------------------------------------
     def build_model(self) -> nn.Module:
@@ -402,8 +408,10 @@ class LanguageModel(Task):
         out = []
         for i, (name, ids) in enumerate(zip(data.names, data.documents(), strict=True)):
             m = self.evaluate(model, TokenStream.from_arrays([ids], [name]), device)
-            out.append({"index": i, "document": name, "tokens": m["count"], "bpc": round(m["bpc"], 6),
-                        "perplexity": round(m["perplexity"], 6)})
+            scored = m["count"] > 0  # a one-token document has nothing to predict: no score, not a perfect one
+            out.append({"index": i, "document": name, "tokens": m["count"],
+                        "bpc": round(m["bpc"], 6) if scored else None,
+                        "perplexity": round(m["perplexity"], 6) if scored else None})
         return out
 
     def default_prime(self) -> str:
