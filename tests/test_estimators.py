@@ -180,3 +180,15 @@ def test_train_takes_arrays_in_the_config_and_twice_is_two_runs(tmp_path, monkey
     with pytest.raises(FileExistsError, match="already exists"):
         rnnkit.train(cfg, out=first.path)
     assert sorted(p.name for p in first.path.rglob("*")) == before  # nothing of the existing run touched
+
+
+def test_odd_documents_and_too_few_pairs(tmp_path):
+    """A one-line document longer than a file name may be is text, not an OSError from asking whether it is a
+    file; pairs too few to leave a training part are a DataError, not a KeyError inside the engine."""
+    from rnnkit.errors import DataError
+
+    lm = rnnkit.LanguageModel(hidden_size=4, chunk_length=8, steps_per_epoch=2, epochs=1, num_threads=1,
+                              device="cpu").fit("ab" * 500)
+    assert lm.score("abab") > 0
+    with pytest.raises(DataError, match="leave none for training"):
+        rnnkit.Seq2Seq(hidden_size=4, epochs=1, num_threads=1, device="cpu").fit(["cat"] * 3, ["K AE T"] * 3)

@@ -456,6 +456,16 @@ class Forecaster(_Estimator):
 
 
 
+def _names_a_file(text: str) -> bool:
+    """Whether a string given as a document is the path of an existing file rather than text itself."""
+    if len(text) >= 4096 or "\n" in text:
+        return False
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # too long a name for the file system, a NUL byte: text, not a path
+        return False
+
+
 # ---------------------------------------------------------------------------------------------- language model
 class LanguageModel(_Estimator):
     """A recurrent character (or word) language model: ``fit(text_or_files)`` with a string, a list of strings
@@ -472,7 +482,7 @@ class LanguageModel(_Estimator):
         docs = [text_or_files] if isinstance(text_or_files, str | Path) else list(text_or_files)
         paths = []
         for i, d in enumerate(docs):
-            if isinstance(d, Path) or (isinstance(d, str) and len(d) < 4096 and "\n" not in d and Path(d).is_file()):
+            if isinstance(d, Path) or (isinstance(d, str) and _names_a_file(d)):
                 paths.append(str(Path(d).resolve()))
             else:
                 staging.mkdir(parents=True, exist_ok=True)

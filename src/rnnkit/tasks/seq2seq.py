@@ -485,6 +485,10 @@ class Seq2SeqTask(Task):
                 take, keep = np.sort(perm[:cut]), np.sort(perm[cut:])
                 parts[name] = Pairs([train.sources[i] for i in take], [train.references[i] for i in take])
                 train = Pairs([train.sources[i] for i in keep], [train.references[i] for i in keep])
+        if not len(train):
+            raise DataError(f"{len(parts['train'])} pair(s) (repeated sources count once) leave none for training "
+                            "after the validation and test parts; give more pairs or lower data.val_fraction and "
+                            "data.test_fraction")
         parts["train"] = train
         if d.limit is not None:
             parts["train"] = Pairs(train.sources[: d.limit], train.references[: d.limit])
