@@ -82,7 +82,7 @@ def _pick(obj: Any, source_column: str, target_column: str, where: str) -> tuple
                         f"data.source_column / data.target_column); found {have}")
     src, tgt = obj[source_column], obj[target_column]
     if not isinstance(src, str) or not isinstance(tgt, str) or not src.strip() or not tgt.strip():
-        raise DataError(f"{where}: the source and target must be non-empty texts")
+        raise DataError(f"{where}: the source and target must be non-empty texts; fill them in or drop the row")
     return src.strip(), tgt.strip()
 
 
