@@ -105,3 +105,12 @@ def test_import_stays_light():
             "print([m for m in ('yaml', 'matplotlib', 'rich') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_series_csv_saved_with_a_byte_order_mark_keeps_its_column_names(tmp_path):
+    """The CSV reader shared with the sequence files drops a UTF-8 byte-order mark (Excel writes one), so the
+    first column is still 'date', not '\\ufeffdate'."""
+    p = tmp_path / "s.csv"
+    p.write_text("date,value\n2000-01,1\n2000-02,2\n2000-03,3\n", encoding="utf-8-sig")
+    s = read_csv_series(p, date_col="date", target="value")
+    assert s.y.tolist() == [1.0, 2.0, 3.0] and s.freq == "M"

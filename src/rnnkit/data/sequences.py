@@ -13,14 +13,13 @@ label per sequence when it is constant within every sequence, else one per step 
 
 from __future__ import annotations
 
-import csv
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rnnkit.data.errors import DataError, not_utf8
+from rnnkit.data.errors import DataError, csv_rows
 from rnnkit.data.mnist import class_names, load_mnist
 
 
@@ -159,15 +158,7 @@ def load_csv(path: Path | str, *, id_col: str = "id", time_col: str = "t", label
              delimiter: str = ",") -> SequenceData:
     """Sequences from a long-format CSV, one row per step (see module doc); always returns ``lengths``."""
     path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f, delimiter=delimiter))
-    except FileNotFoundError:
-        raise DataError(f"file not found: {path}; check the path") from None
-    except UnicodeDecodeError:
-        raise not_utf8(path) from None
-    except (OSError, csv.Error) as e:
-        raise DataError(f"cannot read {path} as UTF-8 CSV ({type(e).__name__}); check the file") from None
+    rows = csv_rows(path, delimiter)
     if not rows:
         raise DataError(f"{path} is empty; write a header row ({id_col},{label_col},features...) and data rows")
     header = [h.strip() for h in rows[0]]

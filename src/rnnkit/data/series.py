@@ -15,7 +15,6 @@ missing values, on a regular calendar: ``periods`` (T,) int64 counts steps of th
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit.data.errors import DataError, not_utf8
+from rnnkit.data.errors import DataError, csv_rows
 from rnnkit.data.sources import register_source
 
 FREQS = ("D", "W", "M", "Q", "Y")
@@ -164,13 +163,7 @@ def read_csv_series(path: str | Path, date_col: str | None = None, target: str |
     path = Path(path)
     if not path.is_file():
         raise DataError(f"file not found: {path}; check data.path")
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f, delimiter=delimiter))
-    except UnicodeDecodeError:
-        raise not_utf8(path) from None
-    except csv.Error as e:
-        raise DataError(f"{path}: not a readable CSV ({e}); give a header row and comma-separated values") from None
+    rows = csv_rows(path, delimiter)
     if len(rows) < 2:
         raise DataError(f"{path}: needs a header row and at least one data row")
     header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if any(c.strip() for c in r)]
