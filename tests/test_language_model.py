@@ -253,4 +253,4 @@ def test_texts_with_nothing_to_predict(run_dir, tmp_path, capsys):
     (tmp_path / "docs" / "a.txt").write_text("x")
     (tmp_path / "docs" / "b.txt").write_text("It is a truth universally acknowledged.")
     records = rnnkit.Run.load(run_dir).predict(str(tmp_path / "docs"))
-    assert [r["tokens"] for r in records][0] == 0 and records[0]["bpc"] is None and records[1]["bpc"] > 0
+    assert records[0]["tokens"] == 0 and records[0]["bpc"] is None and records[1]["bpc"] > 0

@@ -205,8 +205,9 @@ def test_an_ensemble_of_copies_decodes_as_its_member_and_a_trained_one_reloads(r
 
 
 def test_explain_takes_any_text_and_draws_a_long_one_cut(run, tmp_path, capsys):
-    """A lone surrogate (undecodable argv bytes) and a 3 000-character source: one page each, no internal error
-    (they crashed matplotlib's text layout, and asked it for a 1 200-inch-wide image)."""
+    """A lone surrogate (undecodable argv bytes) and a 3 000-character source: one page each, no internal error.
+    The first crashed matplotlib's text layout; a long source decodes to the length cap (6 010 steps here), and
+    the whole map of a 5 000-character one failed to allocate."""
     pytest.importorskip("matplotlib")
     from rnnkit.tasks.seq2seq import attention_figure
 

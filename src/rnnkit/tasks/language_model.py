@@ -318,7 +318,7 @@ class LanguageModel(Task):
         """Chunks ``idx`` of ``data`` cut into ``chunk_length`` pieces from its start, one per stream, each read
         from a fresh state (what ``rnnkit diagnose`` traces): x, y (len(idx), chunk_length)."""
         k = self.cfg.data.chunk_length
-        c = stream_chunk(data, np.asarray(idx, dtype=np.int64) * k % max(len(data), 1), k)
+        c = stream_chunk(data, np.asarray(idx, dtype=np.int64) * k, k)  # positions wrap modulo the text's length
         c.resets[:, 0] = True
         return Batch.of(c)
 

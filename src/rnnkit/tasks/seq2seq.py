@@ -691,15 +691,14 @@ def attention_figure(item: dict, most: int = 80):
     each are drawn (the axis label says how many there were), so a long input cannot make a huge image."""
     from rnnkit.report import figure
 
-    w = item["weights"] if item["weights"].ndim == 2 else np.zeros((0, 0))
+    w = item["weights"]  # (len(output), source steps): Seq2SeqTask.attention keeps one label per row
     (total, _), n_src = w.shape, len(item["source"])
     rows, cols = min(total, most), min(n_src, most)
-    w = w[:rows, :most]
     fig = figure(0.4 * max(cols, 4) + 1.5, 0.35 * max(rows, 4) + 1.2)
     ax = fig.add_subplot()
-    ax.imshow(w, cmap="viridis", aspect="auto", vmin=0, vmax=1)
+    ax.imshow(w[:rows, :most], cmap="viridis", aspect="auto", vmin=0, vmax=1)
     ax.set_xticks(range(cols), item["source"][:cols])
-    ax.set_yticks(range(rows), (list(item["output"]) + [""] * rows)[:rows])
+    ax.set_yticks(range(rows), item["output"][:rows])
     ax.set_xlabel("source" + (f" (the first {cols} of {n_src} tokens)" if cols < n_src else ""))
     ax.set_ylabel("output" + (f" (the first {rows} of {total})" if rows < total else ""))
     return fig
