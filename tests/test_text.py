@@ -233,3 +233,21 @@ def test_cli_predict_and_explain(run_dir: Path, tmp_path: Path, capsys: pytest.C
     page = out.read_text()
     assert "<b>stale</b>" not in page and ">stale</span>" in page and "predicted <b>no</b>" in page
     assert main(["explain", str(run_dir), "--text", "x", "--output", str(tmp_path / "e.png")]) == 2
+
+
+def test_bench_blend_refits_the_baseline_on_the_runs_split(run_dir: Path) -> None:
+    """bench/text_blend.py: at w = 0 it scores the run's own test accuracy, at w = 1 the run's TF-IDF baseline."""
+    import importlib.util
+
+    pytest.importorskip("sklearn")
+    path = Path(__file__).resolve().parents[1] / "bench" / "text_blend.py"
+    if not path.is_file():
+        pytest.skip("bench/ is not shipped with the package")
+    spec = importlib.util.spec_from_file_location("text_blend", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    acc = mod.blend_accuracy(str(run_dir))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert acc["test"].shape == acc["val"].shape == (11,)
+    assert acc["test"][0] == pytest.approx(100 * metrics["test"]["accuracy"])
+    assert acc["test"][-1] == pytest.approx(100 * metrics["baselines"]["tfidf_logistic_regression"]["accuracy"])
