@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import types
 from pathlib import Path
 
 import numpy as np
@@ -312,3 +313,27 @@ def test_pixel_by_pixel_and_permuted_fashion_mnist(tmp_path):
         fashion_mnist_source(d, "train", permute=3)
     cfg = load_config({"data": {"source": "fashion-mnist", "options": {"pixels": True, "permute": 0}}})
     assert cfg.data.options == {"pixels": True, "permute": 0}
+
+
+def test_cbf_is_balanced_seeded_and_has_the_three_shapes() -> None:
+    from rnnkit.data.sequence_sources import CBF_CLASSES, cbf_data, cbf_source
+
+    X, y = cbf_data(300, 128, np.random.default_rng(0))
+    assert X.shape == (300, 128, 1) and X.dtype == np.float32 and np.bincount(y).tolist() == [100, 100, 100]
+    X2, y2 = cbf_data(300, 128, np.random.default_rng(0))
+    assert np.array_equal(X, X2) and np.array_equal(y, y2)
+    # every event starts by step 32 and lasts 32 steps at least, so steps 32-47 are inside all of them: there
+    # the cylinder is flat (about 6), the bell rises and the funnel falls; before step 16 there is noise only
+    x = X[..., 0]
+    early, late, before = x[:, 32:36].mean(1), x[:, 44:48].mean(1), x[:, :16].mean(1)
+    assert abs(before.mean()) < 0.2 and 5 < early[y == 0].mean() < 7
+    assert abs(late[y == 0].mean() - early[y == 0].mean()) < 0.3
+    assert late[y == 1].mean() > early[y == 1].mean() + 0.5 and early[y == 2].mean() > late[y == 2].mean() + 0.5
+    from rnnkit.errors import ConfigError
+
+    d = types.SimpleNamespace()
+    train, test = cbf_source(d, "train"), cbf_source(d, "test", n_test=90, seed=3)
+    assert len(train) == 30 and len(test) == 90 and train.classes == CBF_CLASSES
+    assert cbf_source(d, "val") is None and not np.array_equal(cbf_source(d, "test", n_test=30).X, train.X)
+    with pytest.raises(ConfigError, match="n_train"):
+        cbf_source(d, "train", n_train=2)

@@ -533,3 +533,21 @@ def test_quantile_heads_are_sorted_when_predicting_but_not_in_the_training_loss(
         out = wrapped(x)
         assert (out.diff(dim=-1) >= 0).all()  # what evaluation, forecasts and exports see
         torch.testing.assert_close(out, raw.sort(dim=-1).values)
+
+
+def test_the_small_data_example_trains_min_steps_and_learns(tmp_path):
+    """examples/cbf.yaml, shortened (one member, 90 test series of 64 steps): 24 training series make 2 steps an
+    epoch, so min_steps sets the length of training; the run learns and judges itself against 1-NN."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "cbf.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    cfg["data"]["options"].update(n_test=90, length=64)
+    cfg["model"]["hidden_size"] = 16
+    cfg["training"].update(ensemble=1, min_steps=200)
+    _, m = fit(cfg, tmp_path / "run", quiet=True)
+    assert m["steps"] >= 200 and m["epochs"] >= 100  # without min_steps: at most 40 epochs of 2 steps
+    assert m["test"]["count"] == 90 and m["test"]["accuracy"] > 0.8
+    assert set(m["baselines"]) == {"majority", "logistic_regression_summary", "1nn"}

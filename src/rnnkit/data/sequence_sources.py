@@ -1,5 +1,6 @@
 """The built-in sources of the ``sequences`` modality (sequence classification): npz, csv, mnist,
-fashion-mnist and the embedded demo data. Each is one function; see :mod:`rnnkit.data.sources`."""
+fashion-mnist, the generated Cylinder-Bell-Funnel set and the embedded demo data. Each is one function; see
+:mod:`rnnkit.data.sources`."""
 
 from __future__ import annotations
 
@@ -65,3 +66,40 @@ def fashion_mnist_source(d: Any, part: str, *, pixels: bool = False,
 def embedded_source(d: Any, part: str) -> SequenceData | None:
     """Data shipped inside the package (``data.name``: digits)."""
     return load_embedded(d.name) if part == "train" else None
+
+
+CBF_CLASSES = ["cylinder", "bell", "funnel"]
+
+
+def cbf_data(n: int, length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` Cylinder-Bell-Funnel series (Saito 1994): X (n, length, 1) float32, y (n,) int64 in 0..2, balanced.
+
+    Each series is noise N(0, 1) plus, on an event [a, b], an amplitude 6 + N(0, 1) that is flat (cylinder),
+    rises linearly to b (bell) or falls linearly from a (funnel). With ``length`` 128, a ~ U[16, 32] and
+    b - a ~ U[32, 96], the standard definition; other lengths scale both ranges."""
+    s = length / 128.0
+    y = rng.permutation(np.arange(n) % 3)
+    t = np.arange(length)[None, :]
+    a = rng.uniform(16 * s, 32 * s, (n, 1))
+    b = a + rng.uniform(32 * s, 96 * s, (n, 1))
+    amp = 6.0 + rng.standard_normal((n, 1))
+    on = (t >= a) & (t <= b)
+    shape = np.where(y[:, None] == 0, 1.0, np.where(y[:, None] == 1, (t - a) / (b - a), (b - t) / (b - a)))
+    X = amp * on * shape + rng.standard_normal((n, length))
+    return X[..., None].astype(np.float32), y.astype(np.int64)
+
+
+@register_source("cbf", modality="sequences")
+def cbf_source(d: Any, part: str, *, n_train: int = 30, n_test: int = 900, length: int = 128,
+               seed: int = 0) -> SequenceData | None:
+    """Cylinder-Bell-Funnel, generated (:func:`cbf_data`): ``n_train`` training and ``n_test`` test series of
+    ``length`` steps, three classes; the UCR archive's sizes by default (30 / 900, 128 steps). A small
+    series-classification set, the kind where a network trained for a few dozen steps learns nothing."""
+    if part == "val":
+        return None
+    for key, value, low in (("n_train", n_train, 3), ("n_test", n_test, 1), ("length", length, 8)):
+        if value < low:
+            raise ConfigError(f"data.options.{key} must be >= {low} for source: cbf, got {value}")
+    n = n_train if part == "train" else n_test
+    X, y = cbf_data(n, length, np.random.default_rng([seed, 0 if part == "train" else 1]))
+    return SequenceData(X, y, None, list(CBF_CLASSES))
