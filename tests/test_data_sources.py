@@ -337,3 +337,25 @@ def test_cbf_is_balanced_seeded_and_has_the_three_shapes() -> None:
     assert cbf_source(d, "val") is None and not np.array_equal(cbf_source(d, "test", n_test=30).X, train.X)
     with pytest.raises(ConfigError, match="n_train"):
         cbf_source(d, "train", n_train=2)
+
+
+def test_the_seasonal_source_is_seeded_monthly_and_its_season_grows_with_the_level() -> None:
+    from rnnkit.data.series import seasonal_source
+    from rnnkit.errors import ConfigError
+
+    d = types.SimpleNamespace()
+    s = seasonal_source(d)
+    assert len(s) == 144 and s.freq == "M" and s.dates()[0] == "1990-01" and s.dates()[-1] == "2001-12"
+    assert (s.y > 0).all() and np.array_equal(s.y, seasonal_source(d).y)
+    assert not np.array_equal(s.y, seasonal_source(d, seed=1).y)
+    years = s.y.reshape(12, 12)
+    swing = years.max(1) - years.min(1)
+    ratio = years.max(1) / years.min(1)
+    assert swing[-3:].mean() > 2.5 * swing[:3].mean()  # the season's swing grows with the level ...
+    assert abs(np.log(ratio[-3:]).mean() / np.log(ratio[:3]).mean() - 1) < 0.35  # ... its ratio does not
+    assert years[-1].mean() > 3 * years[0].mean()  # growth 0.01 a month: e^1.32 over 11 years
+    assert len(seasonal_source(d, n=30, start="2020-06")) == 30
+    with pytest.raises(ConfigError, match="options.n"):
+        seasonal_source(d, n=10)
+    with pytest.raises(ConfigError, match="options.start"):
+        seasonal_source(d, start="June")

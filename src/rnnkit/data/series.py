@@ -24,6 +24,7 @@ import numpy as np
 
 from rnnkit.data.errors import DataError, csv_rows
 from rnnkit.data.sources import register_source
+from rnnkit.errors import ConfigError
 
 FREQS = ("D", "W", "M", "Q", "Y")
 SEASON = {"D": 7, "W": 52, "M": 12, "Q": 4, "Y": 1}  # default seasonal period m of each frequency
@@ -533,6 +534,42 @@ def csv_series_source(d: Any, *, delimiter: str = ",") -> Series:
     return read_csv_series(d.path, d.date_col, d.target, d.covariates, d.freq, d.resample, delimiter)
 
 
+def seasonal_series(n: int, period: int, growth: float, amplitude: float, noise: float,
+                    rng: np.random.Generator) -> np.ndarray:
+    """A positive series (n,) with a trend and a multiplicative season, like the monthly airline passengers:
+    ``y_t = 100 exp(growth t + w_t) s_(t mod period) exp(e_t)``. The seasonal factors ``s`` are
+    ``exp(amplitude f)`` for a random two-harmonic shape f of unit peak (so the swing grows with the level), ``w`` a
+    slow random walk of the log level (steps of ``noise / 4``) and ``e`` white noise of standard deviation
+    ``noise``, both on the log scale."""
+    k = np.arange(period)
+    phase = rng.uniform(0, 2 * np.pi, 2)
+    shape = np.sin(2 * np.pi * k / period + phase[0]) + 0.5 * np.sin(4 * np.pi * k / period + phase[1])
+    shape /= np.abs(shape).max()
+    t = np.arange(n)
+    walk = np.cumsum(rng.normal(0.0, noise / 4, n))
+    log_y = np.log(100.0) + growth * t + walk + amplitude * shape[t % period] + rng.normal(0.0, noise, n)
+    return np.exp(log_y)
+
+
+@register_source("seasonal", modality="series")
+def seasonal_source(d: Any, *, n: int = 144, growth: float = 0.01, amplitude: float = 0.2, noise: float = 0.04,
+                    start: str = "1990-01", seed: int = 0) -> Series:
+    """A generated monthly series (:func:`seasonal_series`): ``n`` months from ``start`` with a trend of ``growth``
+    a month (on the log scale) and a multiplicative season of peak ``amplitude``; the size of the airline-passenger
+    series (144 months) by default. The kind of short seasonal series where a network with no transform and no
+    seasonal adjustment forecasts no better than seasonal naive, and exponential smoothing does well."""
+    for key, value, low in (("n", n, 24), ("noise", noise, 0.0), ("amplitude", amplitude, 0.0)):
+        if value < low:
+            raise ConfigError(f"data.options.{key} must be >= {low} for source: seasonal, got {value}")
+    try:
+        first = int(np.datetime64(start, "M").astype(np.int64))
+    except ValueError:
+        raise ConfigError(f"data.options.start must be a month such as '1990-01', got {start!r}") from None
+    y = seasonal_series(n, SEASON["M"], growth, amplitude, noise, np.random.default_rng(seed))
+    return Series(y, np.zeros((n, 0)), periods=np.arange(first, first + n, dtype=np.int64), freq="M",
+                  name="seasonal")
+
+
 __all__ = ["EMBEDDED_SERIES", "FREQS", "SEASON", "Scaler", "Series", "calendar", "fill_gaps", "from_array",
            "gaps", "infer_freq", "load_embedded_series", "parse_dates", "period_date", "read_csv_series",
-           "profile_min_steps", "seasonal_profile", "to_periods", "windows"]
+           "profile_min_steps", "seasonal_profile", "seasonal_series", "to_periods", "windows"]
