@@ -186,6 +186,29 @@ def test_ngram_bag_reads_a_text_as_tfidf_of_its_distinct_ngrams():
     torch.testing.assert_close(uni(x, n).detach(), want + uni.bias.detach())
 
 
+def test_the_prefit_bag_is_scikit_learns_logistic_regression_on_its_features():
+    """NgramBag.fit_logistic minimises the same objective as LogisticRegression(C=10) on the bag's TF-IDF rows."""
+    from rnnkit.tasks.text_classification import NgramBag
+
+    lm = pytest.importorskip("sklearn.linear_model")
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.integers(2, 12, (60, 9)))
+    n = torch.from_numpy(rng.integers(3, 10, 60))
+    y = ((x[:, :3] == 4).any(1) | (x[:, :3] == 5).any(1)).long()  # a word-presence label, not separable by all
+    bag = NgramBag(12, 1, 2, 32)
+    bag.fit_idf([(x, n)])
+    bag.fit_logistic([(x, n)], y, c=10.0)
+    row, f = bag.features(x, n)
+    w = bag.idf[f]
+    norm = torch.zeros(60).index_add_(0, row, w * w).sqrt()
+    X = torch.zeros(60, 12 + 32).index_put_((row, f), w / norm[row]).numpy()
+    ref = lm.LogisticRegression(C=10.0, tol=1e-10, max_iter=10000).fit(X, y.numpy())
+    np.testing.assert_allclose(bag.weight.detach().numpy()[:, 0], ref.coef_[0], atol=2e-3)
+    np.testing.assert_allclose(bag.bias.detach().numpy(), ref.intercept_, atol=2e-3)
+    with pytest.raises(ConfigError, match="ngrams_prefit"):
+        load_config({**_wide("x.csv"), "model": {"ngrams_prefit": True}})
+
+
 def _bigram_csv(path) -> str:
     rng = np.random.default_rng(0)
     rows = ["text,label"]
@@ -221,6 +244,24 @@ def test_a_wide_and_deep_text_model_learns_bigrams_and_reloads_its_idf(tmp_path)
     with pytest.raises(ConfigError, match="model.ngrams must be in 0..4"):
         load_config({**cfg, "model": {**cfg["model"], "ngrams": 7}})
 
+
+
+def test_a_prefit_bag_starts_training_where_the_logistic_regression_ends(tmp_path):
+    """model.ngrams_prefit: with a learning rate too small to learn anything in one epoch, only the prefit model
+    knows the bigram rule; the bag's fitted weights are saved, so a reloaded run predicts the same."""
+    import rnnkit
+
+    data = _bigram_csv(tmp_path / "d.csv")
+    results = {}
+    for prefit in (False, True):
+        cfg = _wide(data, epochs=1, lr=1e-7)
+        cfg["model"]["ngrams_prefit"] = prefit
+        results[prefit] = fit(cfg, tmp_path / f"run{prefit}", quiet=True)
+    assert results[True][1]["test"]["accuracy"] >= 0.95 and results[False][1]["test"]["accuracy"] <= 0.75
+    run = rnnkit.Run.load(results[True][0])
+    assert run.model.bag.weight.abs().max() > 0.5
+    texts = ["the film was not good", "the plot was very good"]
+    assert [p["predicted"] for p in run.predict(texts)] == ["neg", "pos"]
 
 @pytest.mark.parametrize("target", ["log", "boxcox"])
 def test_target_transforms_invert_and_are_fitted_on_the_training_part_only(target):

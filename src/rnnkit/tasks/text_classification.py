@@ -52,6 +52,7 @@ class TextModelConfig(ModelConfig):
     balance_classes: bool = False  # weights n / (K * n_class) from the training split
     ngrams: int = 0  # > 0: add a linear model on the TF-IDF of word 1..ngrams-grams to the logits (wide + deep)
     ngram_buckets: int = 262144  # hashed slots for the 2..ngrams-grams (unigrams keep their own)
+    ngrams_prefit: bool = False  # fit the bag alone first (logistic regression, C = 10, as the TF-IDF baseline)
 
     def check(self) -> None:
         super().check()
@@ -67,6 +68,8 @@ class TextModelConfig(ModelConfig):
         if not 0 <= self.ngrams <= 4 or self.ngram_buckets < 1:
             raise ConfigError(f"model.ngrams must be in 0..4 and model.ngram_buckets >= 1, got {self.ngrams}, "
                               f"{self.ngram_buckets}")
+        if self.ngrams_prefit and not self.ngrams:
+            raise ConfigError("model.ngrams_prefit fits the n-gram bag: set model.ngrams (e.g. 2) or remove it")
         if self.class_weights is not None:
             if self.balance_classes:
                 raise ConfigError("give model.class_weights or model.balance_classes: true, not both")
@@ -166,6 +169,38 @@ class NgramBag(nn.Module):
             df += torch.bincount(f, minlength=len(df)).double()
             n += len(ids)
         self.idf.copy_((torch.log((1.0 + n) / (1.0 + df)) + 1.0).float())
+
+    def fit_logistic(self, batches, y: torch.Tensor, c: float = 10.0, max_iter: int = 200) -> None:
+        """Fit the weights alone, as a logistic regression on the TF-IDF features: minimise the mean log loss over
+        the training texts (batches of (ids (B, T), lengths (B,)), labels ``y`` (N,)) plus ``|W|^2 / (2 c N)``
+        (scikit-learn's ``C = c``), full batch, L-BFGS. After :meth:`fit_idf`; the bias is not penalised."""
+        rows, cols, vals, n = [], [], [], 0
+        with torch.no_grad():
+            for ids, lengths in batches:
+                row, f = self.features(ids, lengths)
+                w = self.idf[f]
+                norm = torch.zeros(len(ids)).index_add_(0, row, w * w).sqrt().clamp_min(1e-12)
+                rows.append(row + n), cols.append(f), vals.append(w / norm[row])
+                n += len(ids)
+        X = torch.sparse_coo_tensor(torch.stack([torch.cat(rows), torch.cat(cols)]), torch.cat(vals),
+                                    (n, self.weight.shape[0]), check_invariants=True).coalesce()
+        W = torch.zeros_like(self.weight, requires_grad=True)
+        b = torch.zeros_like(self.bias, requires_grad=True)
+        opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-6, history_size=20,
+                                line_search_fn="strong_wolfe")
+        binary = W.shape[1] == 1
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            z = torch.sparse.mm(X, W) + b
+            loss = (nn.functional.binary_cross_entropy_with_logits(z[:, 0], y.float()) if binary else
+                    nn.functional.cross_entropy(z, y)) + (W * W).sum() / (2 * c * n)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        with torch.no_grad():
+            self.weight.copy_(W), self.bias.copy_(b)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         row, f = self.features(ids, lengths)
@@ -470,6 +505,8 @@ class TextClassification(Task):
         if model.bag is not None and self.fresh and "train" in self.splits:  # loaded weights bring their idf
             train = self.splits["train"]
             model.bag.fit_idf(train.batch(idx) for idx in torch.arange(len(train)).split(512))
+            if m.ngrams_prefit:
+                model.bag.fit_logistic((train.batch(idx) for idx in torch.arange(len(train)).split(512)), train.y)
         return model
 
     def train_batches(self, epoch: int, start: int, rank: int, world: int):
