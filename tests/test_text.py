@@ -251,3 +251,21 @@ def test_bench_blend_refits_the_baseline_on_the_runs_split(run_dir: Path) -> Non
     assert acc["test"].shape == acc["val"].shape == (11,)
     assert acc["test"][0] == pytest.approx(100 * metrics["test"]["accuracy"])
     assert acc["test"][-1] == pytest.approx(100 * metrics["baselines"]["tfidf_logistic_regression"]["accuracy"])
+
+
+def test_bench_long_texts_groups_same_label_reviews_in_file_order() -> None:
+    """bench/long_texts.py: documents of k consecutive reviews of one label, leftovers dropped, no review twice."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "long_texts.py"
+    if not path.is_file():
+        pytest.skip("bench/ is not shipped with the package")
+    spec = importlib.util.spec_from_file_location("long_texts", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    labels = ["great", "other", "great", "great", "other", "other", "great", "great", "other"]
+    rows = [{"product": f"p{i}", "review": f"r{i}", "score": s} for i, s in enumerate(labels)]
+    docs = mod.long_documents(rows, 2)
+    assert [d["product"] for d in docs] == ["p0+p2", "p1+p4", "p3+p6", "p5+p8"]  # by first review
+    assert [d["score"] for d in docs] == ["great", "other", "great", "other"]
+    assert docs[0]["review"] == "r0\n\nr2"  # p7 (a fifth great) has no partner and is dropped
