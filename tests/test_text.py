@@ -235,18 +235,23 @@ def test_cli_predict_and_explain(run_dir: Path, tmp_path: Path, capsys: pytest.C
     assert main(["explain", str(run_dir), "--text", "x", "--output", str(tmp_path / "e.png")]) == 2
 
 
-def test_bench_blend_refits_the_baseline_on_the_runs_split(run_dir: Path) -> None:
-    """bench/text_blend.py: at w = 0 it scores the run's own test accuracy, at w = 1 the run's TF-IDF baseline."""
+def _bench_script(name: str):
+    """The module bench/<name>.py (skips where bench/ is absent: it is not shipped with the package)."""
     import importlib.util
 
-    pytest.importorskip("sklearn")
-    path = Path(__file__).resolve().parents[1] / "bench" / "text_blend.py"
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
     if not path.is_file():
         pytest.skip("bench/ is not shipped with the package")
-    spec = importlib.util.spec_from_file_location("text_blend", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    acc = mod.blend_accuracy(str(run_dir))
+    return mod
+
+
+def test_bench_blend_refits_the_baseline_on_the_runs_split(run_dir: Path) -> None:
+    """bench/text_blend.py: at w = 0 it scores the run's own test accuracy, at w = 1 the run's TF-IDF baseline."""
+    pytest.importorskip("sklearn")
+    acc = _bench_script("text_blend").blend_accuracy(str(run_dir))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert acc["test"].shape == acc["val"].shape == (11,)
     assert acc["test"][0] == pytest.approx(100 * metrics["test"]["accuracy"])
@@ -255,14 +260,7 @@ def test_bench_blend_refits_the_baseline_on_the_runs_split(run_dir: Path) -> Non
 
 def test_bench_long_texts_groups_same_label_reviews_in_file_order() -> None:
     """bench/long_texts.py: documents of k consecutive reviews of one label, leftovers dropped, no review twice."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "bench" / "long_texts.py"
-    if not path.is_file():
-        pytest.skip("bench/ is not shipped with the package")
-    spec = importlib.util.spec_from_file_location("long_texts", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _bench_script("long_texts")
     labels = ["great", "other", "great", "great", "other", "other", "great", "great", "other"]
     rows = [{"product": f"p{i}", "review": f"r{i}", "score": s} for i, s in enumerate(labels)]
     docs = mod.long_documents(rows, 2)
