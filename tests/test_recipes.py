@@ -262,6 +262,14 @@ def test_a_prefit_bag_starts_training_where_the_logistic_regression_ends(tmp_pat
     assert run.model.bag.weight.abs().max() > 0.5
     texts = ["the film was not good", "the plot was very good"]
     assert [p["predicted"] for p in run.predict(texts)] == ["neg", "pos"]
+    # resumed for a second epoch, the run does not fit the bag again and ends where two epochs straight end
+    cfg = _wide(data, epochs=2, lr=0.01)
+    cfg["model"]["ngrams_prefit"] = True
+    _, straight = fit(cfg, tmp_path / "straight", quiet=True)
+    first, _ = fit(_wide(data, epochs=1, lr=0.01) | {"model": cfg["model"]}, tmp_path / "resumed", quiet=True)
+    _, resumed = fit(None, resume=first, overrides=["training.epochs=2"], quiet=True)
+    assert resumed["test"] == straight["test"] and resumed["epochs"] == 2
+
 
 @pytest.mark.parametrize("target", ["log", "boxcox"])
 def test_target_transforms_invert_and_are_fitted_on_the_training_part_only(target):
