@@ -9,7 +9,7 @@ about 330 words and 250 test documents. Run from the repository root, then train
 
     python bench/long_texts.py ../shared/datasets/fine-foods /tmp/long_reviews
     rnnkit train examples/fine_foods.yaml --set data.path=/tmp/long_reviews/train.csv \
-        --set data.test_path=/tmp/long_reviews/test.csv [--set data.truncating=chunk --set model.pooling=meanmax]
+        --set data.test_path=/tmp/long_reviews/test.csv [--set data.truncating=post --set model.pooling=meanmax]
 """
 
 from __future__ import annotations
