@@ -246,7 +246,7 @@ def test_a_wide_and_deep_text_model_learns_bigrams_and_reloads_its_idf(tmp_path)
 
 
 
-def test_a_prefit_bag_starts_training_where_the_logistic_regression_ends(tmp_path):
+def test_a_prefit_bag_starts_training_where_the_logistic_regression_ends(tmp_path, monkeypatch):
     """model.ngrams_prefit: with a learning rate too small to learn anything in one epoch, only the prefit model
     knows the bigram rule; the bag's fitted weights are saved, so a reloaded run predicts the same."""
     import rnnkit
@@ -266,9 +266,37 @@ def test_a_prefit_bag_starts_training_where_the_logistic_regression_ends(tmp_pat
     cfg = _wide(data, epochs=2, lr=0.01)
     cfg["model"]["ngrams_prefit"] = True
     _, straight = fit(cfg, tmp_path / "straight", quiet=True)
-    first, _ = fit(_wide(data, epochs=1, lr=0.01) | {"model": cfg["model"]}, tmp_path / "resumed", quiet=True)
+    first, _ = fit(cfg, tmp_path / "resumed", overrides=["training.epochs=1"], quiet=True)
+    from rnnkit.tasks.text_classification import NgramBag
+
+    def refit(*args, **kwargs):
+        raise AssertionError("a resumed run fitted its bag again")
+
+    monkeypatch.setattr(NgramBag, "fit_logistic", refit)
     _, resumed = fit(None, resume=first, overrides=["training.epochs=2"], quiet=True)
     assert resumed["test"] == straight["test"] and resumed["epochs"] == 2
+
+
+def test_pretrained_vectors_start_a_fresh_run_and_a_resume_does_not_read_them_again(tmp_path, monkeypatch):
+    import rnnkit
+    import rnnkit.data.text as text
+
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("good 1 2 3 4\nnot -1 -2 -3 -4\n")
+    cfg = _wide(_bigram_csv(tmp_path / "d.csv"), epochs=1)
+    cfg["model"].update(pretrained=str(vectors), freeze_embeddings=True, ngrams_prefit=True)
+    run_dir, _ = fit(cfg, tmp_path / "run", quiet=True)
+    run = rnnkit.Run.load(run_dir)
+    emb = run.model.embedding.weight.detach()
+    torch.testing.assert_close(emb[run.task.vocab.stoi["good"]], torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    torch.testing.assert_close(emb[run.task.vocab.stoi["not"]], torch.tensor([-1.0, -2.0, -3.0, -4.0]))
+
+    def again(*args, **kwargs):
+        raise AssertionError("a resumed run read its pretrained vectors again")
+
+    monkeypatch.setattr(text, "load_glove", again)
+    _, resumed = fit(None, resume=run_dir, overrides=["training.epochs=2"], quiet=True)
+    assert resumed["epochs"] == 2
 
 
 @pytest.mark.parametrize("target", ["log", "boxcox"])

@@ -325,7 +325,6 @@ class TextClassification(Task):
         self.vocab = Vocabulary(["<pad>", "<oov>"])
         self.classes: list[str] = []
         self.weights: list[float] | None = None
-        self.fresh = False  # True after setup(): build_model may read pretrained vectors
 
     # ---- data ------------------------------------------------------------------------------------------
     def _load(self) -> tuple[TextData, TextData | None, tuple | None]:
@@ -390,7 +389,6 @@ class TextClassification(Task):
             self.weights = [float(w) for w in m.class_weights]
         elif m.balance_classes:
             self.weights = [float(counts.sum() / (len(counts) * max(c, 1))) for c in counts]
-        self.fresh = True
 
     def encode(self, data: TextData, where: str = "input", labels: bool = True,
                ids: list[list[int]] | None = None) -> Corpus:
@@ -478,7 +476,6 @@ class TextClassification(Task):
         self.tokenizer = Tokenizer(**state["tokenizer"])
         self.vocab = Vocabulary.from_dict(state["vocab"])
         self.cfg.data.max_length, self.cfg.data.truncating = state["max_length"], state["truncating"]
-        self.fresh = False
 
     def summary(self) -> dict:
         tr = self.splits.get("train")
@@ -495,19 +492,24 @@ class TextClassification(Task):
     def build_model(self) -> nn.Module:
         m = self.cfg.model
         model = TextClassifier(m, len(self.vocab), len(self.classes))
-        if m.pretrained is not None and self.fresh:
+        if m.freeze_embeddings:
+            model.embedding.weight.requires_grad_(False)
+        return model
+
+    def initialize(self, model: nn.Module) -> None:
+        """A run from scratch: the pretrained vectors, the bag's idf and (``ngrams_prefit``) its logistic regression,
+        all from the training split; loaded weights bring their own."""
+        m = self.cfg.model
+        if m.pretrained is not None:
             from rnnkit.data.text import load_glove
 
             weights, _ = load_glove(m.pretrained, self.vocab, m.embedding_dim)
             model.embedding.weight.data.copy_(weights)
-        if m.freeze_embeddings:
-            model.embedding.weight.requires_grad_(False)
-        if model.bag is not None and self.fresh and "train" in self.splits:  # loaded weights bring their idf
+        if model.bag is not None:
             train = self.splits["train"]
             model.bag.fit_idf(train.batch(idx) for idx in torch.arange(len(train)).split(512))
             if m.ngrams_prefit:
                 model.bag.fit_logistic((train.batch(idx) for idx in torch.arange(len(train)).split(512)), train.y)
-        return model
 
     def train_batches(self, epoch: int, start: int, rank: int, world: int):
         from rnnkit.data.text import bucket_batches

@@ -101,6 +101,11 @@ class Objective:
     def build_model(self) -> nn.Module:
         raise NotImplementedError
 
+    def initialize(self, model: nn.Module) -> None:
+        """Starting weights fitted on the data (pretrained vectors, training-split statistics) for a model trained
+        from scratch: the Trainer calls it after :meth:`build_model` and ``data.setup()``, and never where the
+        weights are then loaded (a resume, a warm start, a saved run)."""
+
     def step(self, model: nn.Module, batch: Any, device: torch.device) -> StepResult:
         """The summed loss of one training batch."""
         raise NotImplementedError

@@ -269,6 +269,8 @@ class Trainer:
         self.model = objective.build_model()
         if init_weights is not None and not resume:  # a warm start (a resumed run has its own weights)
             self.model.load_state_dict(init_weights)
+        elif not resume:
+            objective.initialize(self.model)
         self.model.to(self.device)
         self._prepare_kernels()
         self.net: nn.Module = self.model
