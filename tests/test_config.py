@@ -40,6 +40,9 @@ def test_defaults_and_task_specific_model_section(tmp_path):
     ("model: [1, 2]", "model must be a mapping"),
     ("model: {cell: lstm\n", "is not valid YAML"),
     ("name: a/b", "name: 'a/b' must be a non-empty folder name"),
+    ("training: {seed: -1}", "training.seed must be a whole number in [0, 2**32)"),  # numpy's generators refuse it
+    ("training: {split_seed: 5000000000}", "training.split_seed must be a whole number in [0, 2**32)"),
+    ("training: {ensemble: 99999999999}", "members is far too many"),
 ])
 def test_mistakes_are_one_line_config_errors(tmp_path, text, message):
     with pytest.raises(ConfigError) as e:

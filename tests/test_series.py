@@ -114,3 +114,10 @@ def test_a_series_csv_saved_with_a_byte_order_mark_keeps_its_column_names(tmp_pa
     p.write_text("date,value\n2000-01,1\n2000-02,2\n2000-03,3\n", encoding="utf-8-sig")
     s = read_csv_series(p, date_col="date", target="value")
     assert s.y.tolist() == [1.0, 2.0, 3.0] and s.freq == "M"
+
+
+@pytest.mark.parametrize("bad", ["inf", "1e309", "nan", "1700.5"])
+def test_dates_that_are_not_whole_years_are_data_errors(tmp_path, bad):
+    p = write(tmp_path, f"date,v\n1700,1\n{bad},2\n1702,3\n")
+    with pytest.raises(DataError, match=f"row 3: .*'{bad}'"):
+        read_csv_series(p, "date")

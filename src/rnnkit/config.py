@@ -214,6 +214,13 @@ class TrainingConfig:
 
     def check(self) -> None:
         _positive(self, "lr", "epochs", "batch_size", "eval_batch_size", "plateau_patience", "ensemble")
+        for key in ("seed", "split_seed"):
+            v = getattr(self, key)
+            if v is not None and not 0 <= v < 2**32:
+                raise ConfigError(f"training.{key} must be a whole number in [0, 2**32), got {v}")
+        if self.ensemble > 1000:
+            raise ConfigError(f"training.ensemble: {self.ensemble} members is far too many (each is a whole training); "
+                              "use a handful, e.g. 5")
         if self.ensemble_warm_start and self.ensemble < 2:
             raise ConfigError("training.ensemble_warm_start chains the members of an ensemble; set training.ensemble "
                               ">= 2 or drop it")

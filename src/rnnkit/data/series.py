@@ -85,7 +85,7 @@ def parse_dates(raw: list[str], where: str) -> np.ndarray:
         s = s.strip()
         try:
             v = float(s)
-            if v != int(v):
+            if not np.isfinite(v) or v != int(v):
                 raise DataError(f"{where}, row {i + 2}: '{s}' is not a date (give ISO YYYY-MM-DD or a whole year)")
             out[i] = np.datetime64(f"{int(v):04d}", "D")
             continue
