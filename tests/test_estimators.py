@@ -192,3 +192,26 @@ def test_odd_documents_and_too_few_pairs(tmp_path):
     assert lm.score("abab") > 0
     with pytest.raises(DataError, match="leave none for training"):
         rnnkit.Seq2Seq(hidden_size=4, epochs=1, num_threads=1, device="cpu").fit(["cat"] * 3, ["K AE T"] * 3)
+
+
+def test_bad_arrays_are_named_before_training():
+    """Missing labels or texts, an empty or non-numeric X and a NaN in a series are one-line errors that say what
+    and where, raised before anything trains: NaN labels used to become a class of their own, None texts the
+    word "None", and a series' NaN was reported with the whole list of values."""
+    from rnnkit.errors import ConfigError, DataError
+
+    X, y = _sequences(40)
+    clf = rnnkit.SequenceClassifier(**FAST)
+    with pytest.raises(ValueError, match="y holds 1 missing labels .* first at 3"):
+        clf.fit(X, np.where(np.arange(40) == 3, None, y))
+    with pytest.raises(DataError, match=r"X has shape \(0, 10, 3\): it needs at least one sequence"):
+        clf.fit(X[:0], y[:0])
+    with pytest.raises(DataError, match="X must hold numbers"):
+        clf.fit(np.full((40, 10), "a"), y)
+    with pytest.raises(DataError, match=r"text 1 is missing \(None\)"):
+        rnnkit.TextClassifier(**FAST).fit(["good", None] * 20, [1, 0] * 20)
+    series = np.sin(np.arange(80) / 3.0)
+    series[5] = np.nan
+    with pytest.raises(ConfigError) as e:
+        rnnkit.Forecaster(lookback=6, horizon=2, **FAST).fit(series)
+    assert "got nan at position 5 (of 80)" in str(e.value) and len(str(e.value)) < 200

@@ -375,8 +375,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 def _check_numbers(values: list, key: str) -> None:
     """Lists of numbers (quantiles, class weights, ...) hold finite numbers only; other lists are left alone."""
     numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-    if numbers and any(not math.isfinite(v) for v in numbers):
-        raise ConfigError(f"{key} must hold finite numbers, got {values!r}")
+    bad = [i for i, v in enumerate(values) if v in numbers and not math.isfinite(v)]
+    if bad:
+        where = ", ".join(map(str, bad[:3])) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise ConfigError(f"{key} must hold finite numbers, got {values[bad[0]]!r} at position {where} (of "
+                          f"{len(values)}); fill or drop them")
 
 
 def did_you_mean(word: str, options: list[str]) -> str:

@@ -41,11 +41,16 @@ def as_sequences(X: Any, lengths: Any = None) -> tuple[np.ndarray, np.ndarray | 
         for i, s in enumerate(seqs):
             out[i, : len(s)] = s
         return out, n if lengths is None else np.asarray(lengths, dtype=np.int64)
-    arr = np.asarray(X, dtype=np.float32)
+    try:
+        arr = np.asarray(X, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"X must hold numbers (a float array of shape (N, T, D)): {exc}") from None
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3:
         raise DataError(f"X must be (N, T, D), (N, T) or a list of (T_i, D) arrays, got shape {arr.shape}")
+    if 0 in arr.shape:
+        raise DataError(f"X has shape {arr.shape}: it needs at least one sequence, one step and one feature")
     return arr, None if lengths is None else np.asarray(lengths, dtype=np.int64)
 
 
@@ -61,7 +66,11 @@ def write_npz(path: Path, X: np.ndarray, y: np.ndarray, lengths: np.ndarray | No
 def as_texts(texts: Any) -> list[str]:
     if isinstance(texts, str):
         raise DataError("give a list of texts, not one string")
-    out = [str(t) for t in texts]
+    out = []
+    for i, t in enumerate(texts):
+        if t is None or (isinstance(t, float) and t != t):  # None or NaN: a missing text, not the word "None"
+            raise DataError(f"text {i} is missing ({t!r}); drop it or give an empty string")
+        out.append(str(t))
     return out
 
 
