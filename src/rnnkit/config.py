@@ -374,8 +374,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 def _check_numbers(values: list, key: str) -> None:
     """Lists of numbers (quantiles, class weights, ...) hold finite numbers only; other lists are left alone."""
-    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-    bad = [i for i, v in enumerate(values) if v in numbers and not math.isfinite(v)]
+    bad = [i for i, v in enumerate(values) if isinstance(v, float) and not math.isfinite(v)]  # ints are finite
     if bad:
         where = ", ".join(map(str, bad[:3])) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
         raise ConfigError(f"{key} must hold finite numbers, got {values[bad[0]]!r} at position {where} (of "

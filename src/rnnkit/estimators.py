@@ -36,6 +36,7 @@ from rnnkit.data.memory import (
     as_sequences,
     as_texts,
     has_dates,
+    missing,
     relocate,
     settle,
     staging_dir,
@@ -260,10 +261,10 @@ class _ClassifierMixin:
     def _encode_labels(self, y: Any, mask: np.ndarray | None = None) -> np.ndarray:
         y = np.asarray(y)
         labels = y if mask is None else y[mask]
-        missing = np.array([v is None or (isinstance(v, float) and v != v) for v in labels.ravel().tolist()])
-        if missing.any():
-            raise ValueError(f"y holds {int(missing.sum())} missing labels (NaN or None), the first at "
-                             f"{int(np.flatnonzero(missing)[0])}; drop those examples")
+        gone = np.flatnonzero(missing(labels.ravel()))
+        if len(gone):
+            raise ValueError(f"y holds {len(gone)} missing labels (NaN or None), the first at {gone[0]}; drop those "
+                             "examples")
         self.classes_ = np.unique(labels)
         if len(self.classes_) < 2:
             raise ValueError("y holds a single class; classification needs at least 2")

@@ -63,15 +63,25 @@ def write_npz(path: Path, X: np.ndarray, y: np.ndarray, lengths: np.ndarray | No
     return str(path.resolve())
 
 
+def missing(values: np.ndarray | list) -> np.ndarray:
+    """(N,) bool: which of the N values (a 1-D array or a list) are None or NaN, a missing label or text."""
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind == "f":
+            return np.isnan(values)
+        if values.dtype.kind != "O":
+            return np.zeros(len(values), bool)
+        values = values.tolist()
+    return np.array([v is None or (isinstance(v, float) and v != v) for v in values], bool)
+
+
 def as_texts(texts: Any) -> list[str]:
     if isinstance(texts, str):
         raise DataError("give a list of texts, not one string")
-    out = []
-    for i, t in enumerate(texts):
-        if t is None or (isinstance(t, float) and t != t):  # None or NaN: a missing text, not the word "None"
-            raise DataError(f"text {i} is missing ({t!r}); drop it or give an empty string")
-        out.append(str(t))
-    return out
+    texts = list(texts)
+    gone = np.flatnonzero(missing(texts))
+    if len(gone):  # None or NaN: a missing text, not the word "None"
+        raise DataError(f"text {gone[0]} is missing ({texts[gone[0]]!r}); drop it or give an empty string")
+    return [str(t) for t in texts]
 
 
 def write_text_csv(path: Path, texts: list[str], y: np.ndarray) -> str:

@@ -85,12 +85,13 @@ def parse_dates(raw: list[str], where: str) -> np.ndarray:
         s = s.strip()
         try:
             v = float(s)
+        except ValueError:
+            v = None
+        if v is not None:  # a number: a whole year, else not a date (DataError is a ValueError: raised outside)
             if not np.isfinite(v) or v != int(v):
                 raise DataError(f"{where}, row {i + 2}: '{s}' is not a date (give ISO YYYY-MM-DD or a whole year)")
             out[i] = np.datetime64(f"{int(v):04d}", "D")
             continue
-        except ValueError:
-            pass
         try:
             out[i] = np.datetime64(s[:10], "D")
         except ValueError:
