@@ -92,6 +92,28 @@ def test_user_mistakes_exit_2_with_one_line(run_dir, tmp_path, args, message):
     assert message in r.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (["generate", "R", "--seed", "99999999999999999999"], "--seed: 99999999999999999999 is out of range; give 0 to"),
+    (["generate", "R", "--length", "-1"], "--length: -1 is out of range; give 0 to 10,000,000"),
+    (["generate", "R", "--top-k", "0"], "--top-k: 0 is out of range"),
+    (["predict", "R", "--beam", "9223372036854775808"], "--beam: 9223372036854775808 is out of range; give 1 to 1,000"),
+    (["predict", "R", "--n-best", "x"], "--n-best: 'x' is not a whole number"),
+    (["explain", "R", "--steps", "1" + "0" * 40], "--steps: 100000000000000000000000000... is out of range"),
+    (["forecast", "R", "--steps", "1000001"], "--steps: 1000001 is out of range; give 1 to 1,000,000"),
+    (["backtest", "c.yaml", "--folds", "0"], "--folds: 0 is out of range"),
+    (["tune", "c.yaml", "--folds", "1"], "--folds: 1 is out of range; give 2 to"),
+    (["tune", "c.yaml", "--trials", "10001"], "--trials: 10001 is out of range; give 1 to 10,000"),
+    (["diagnose", "R", "--batch-size", "-5"], "--batch-size: -5 is out of range"),
+])
+def test_counts_out_of_range_are_refused_before_anything_loads(args, message, capsys):
+    """A huge count overflowed torch's int64 (an internal error) or ran for hours (a forecast of 10**20 steps);
+    each is now an argument error naming its range, raised before the run folder is even read."""
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and message in err, err
+
+
 @pytest.mark.parametrize("cmd", ["demo", "train", "evaluate", "predict", "info"])
 def test_help_has_examples(cmd, capsys):
     with pytest.raises(SystemExit) as e:

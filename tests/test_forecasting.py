@@ -77,6 +77,8 @@ def test_api_evaluate_predict_and_forecast(run):
     out = forecast(again, 7)  # beyond the horizon: blocks of 3 are fed back
     assert [r["date"] for r in out] == [str(240 + i) for i in range(7)]
     assert all(r["lower_80"] <= r["forecast"] <= r["upper_80"] for r in out)
+    with pytest.raises(ConfigError, match=r"steps to forecast must be in \[1, 1000000\], got 10000000000"):
+        forecast(again, 10**10)  # it ran for ever
 
 
 def test_cli_forecast_writes_csv_and_report(run, tmp_path, capsys):
@@ -84,8 +86,10 @@ def test_cli_forecast_writes_csv_and_report(run, tmp_path, capsys):
     rows = list(csv.DictReader(open(tmp_path / "f.csv")))
     assert len(rows) == 5 and rows[0]["origin"] == "239"
     assert (run.path / "forecast.csv").is_file()
-    assert main(["forecast", str(run.path), "--steps", "0"]) == 2
-    assert "--steps must be >= 1" in capsys.readouterr().err
+    for steps in ("0", "10000000000000000000000"):  # a huge count is refused before it overflows or runs for ever
+        with pytest.raises(SystemExit) as e:
+            main(["forecast", str(run.path), "--steps", steps])
+        assert e.value.code == 2 and f"--steps: {steps} is out of range; give 1 to 1,000,000" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("loss", ["gaussian", "mse"])
@@ -125,6 +129,9 @@ def test_backtest_expanding_folds(tmp_path):
     assert res["overall"]["model"]["mae"] == pytest.approx(np.mean(maes))
     assert {"naive", "seasonal_naive", "mean"} <= set(res["overall"]["baselines"])
     assert len((out / "backtest.csv").read_text().splitlines()) == 4
+    from rnnkit.forecast.backtest import backtest
+
+    assert backtest(cfg, tmp_path / "huge", folds=10**20, stride=1000)["cutoffs"] == [192]  # it never ended
 
 
 def test_user_mistakes_are_one_line_errors(tmp_path, capsys):

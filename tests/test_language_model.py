@@ -16,6 +16,7 @@ from rnnkit.api import generate
 from rnnkit.build import fit, load_config
 from rnnkit.cli import main
 from rnnkit.config import ConfigError
+from rnnkit.errors import UsageError
 from rnnkit.tasks.language_model import LanguageModel, LMModelConfig, RecurrentLM
 
 TINY = {
@@ -168,6 +169,8 @@ def test_sampling_is_seeded_streamed_and_respects_top_k(run_dir):
     assert greedy == generate(run, "Mr. Bennet", 40, top_k=1, seed=9)
     pieces = list(run.task.sample(run.model, "The", 5, seed=0))
     assert len(pieces) == 5 and "".join(pieces) == generate(run, "The", 5, seed=0)
+    with pytest.raises(UsageError, match=r"seed in \[0, 2\*\*63\)"):  # torch's int64 overflowed: an internal error
+        next(run.task.sample(run.model, "The", 5, seed=2**64))
     assert "\ufffd" not in generate(run, None, 300, temperature=2.0, seed=1)  # the unknown token is never drawn
 
 
@@ -177,8 +180,8 @@ def test_generate_command(run_dir, capsys):
     out = capsys.readouterr().out
     assert out.startswith("Elizabeth") and len(out) == len("Elizabeth") + 40 + 1
     assert main(args) == 0 and capsys.readouterr().out == out
-    assert main(["generate", str(run_dir), "--top-k", "0"]) == 2
-    assert "--top-k >= 1" in capsys.readouterr().err
+    assert main(["generate", str(run_dir), "--temperature", "nan"]) == 2
+    assert "--temperature must be a finite number >= 0, got nan" in capsys.readouterr().err
     assert main(["evaluate", str(run_dir), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["bpc"] > 0
 

@@ -202,6 +202,34 @@ def test_a_bug_is_an_internal_error_with_its_traceback(monkeypatch, capsys):
     monkeypatch.setenv("RNNKIT_DEBUG", "1")
     with pytest.raises(KeyError):
         main(["doctor"])
+    monkeypatch.delenv("RNNKIT_DEBUG")
+
+    def bad_descriptor(args):  # an OSError that is no path's fault is still a bug
+        import os
+
+        os.close(-1)
+
+    monkeypatch.setattr(cli, "cmd_doctor", bad_descriptor)
+    assert main(["doctor"]) == 1
+    assert "internal error (a bug in rnnkit, not in your input): OSError: [Errno 9]" in capsys.readouterr().err
+
+
+def test_paths_the_file_system_refuses_are_one_line_errors(run_dir, tmp_path, capsys):
+    """A name over 255 bytes was an internal error (OSError ENAMETOOLONG) in train, predict and export; a NUL
+    byte, which only an in-process caller can pass, was a ValueError."""
+    import yaml
+
+    long = "y" * 300
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(TINY))
+    for argv in (["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / long)],
+                 ["predict", str(run_dir), long + ".npz"],
+                 ["export", str(run_dir), "--format", "pt2", "--output", str(tmp_path / (long + ".pt2"))]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "...yyyyyyyy" in err and "the name is too long for the file system" in err
+    assert main(["explain", str(run_dir), "a\x00b"]) == 2
+    assert capsys.readouterr().err == "rnnkit: error: an argument contains a NUL byte (\\x00); remove it\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["c.yaml"]  # nothing written
 
 
 def _copy(run_dir, tmp_path):

@@ -110,12 +110,14 @@ def test_cli_predict_beam_n_best_and_explain(run, tmp_path, capsys):
     att = json.loads((tmp_path / "a.json").read_text())
     assert att[0]["source"] == ["c", "a", "t"] and len(att[0]["weights"][0]) == 3
     assert main(["predict", str(run), "--text", "cat", "--beam", "2", "--n-best", "3"]) == 2
-    assert "--n-best <= --beam" in capsys.readouterr().err
+    assert "--n-best 3 cannot exceed the beam (2)" in capsys.readouterr().err
 
 
 def test_config_checks():
     with pytest.raises(ConfigError, match="model.n_best"):
         load_config({**TINY, "model": {**TINY["model"], "n_best": 3}})
+    with pytest.raises(ConfigError, match="beam_size: 1000000 is too wide"):  # it decoded for hours
+        load_config({**TINY, "model": {**TINY["model"], "beam_size": 10**6}})
     with pytest.raises(ConfigError, match="dot needs equal"):  # a bidirectional encoder is twice as wide
         load_config({**TINY, "model": {**TINY["model"], "attention": "dot"}})
     task = Seq2SeqTask(load_config({**TINY, "model": {**TINY["model"], "attention": "dot", "bidirectional": False}}))

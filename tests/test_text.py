@@ -215,6 +215,8 @@ def test_integrated_gradients(run_dir: Path) -> None:
     assert int(ig.argmax()) == 3  # "awful" carries the decision
     (e,) = explain_texts(run, ["the box was awful and the"], steps=50)
     assert e.tokens == ["the", "box", "was", "awful", "and", "the"] and e.predicted == "no"
+    with pytest.raises(ConfigError, match=r"integration steps must be in \[1, 10000\], got 0"):
+        explain_texts(run, ["the box"], steps=0)
 
 
 def test_cli_predict_and_explain(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

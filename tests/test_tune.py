@@ -102,7 +102,11 @@ def test_cli_tune_errors(tmp_path, capsys, monkeypatch):
     assert "give at least one --param" in capsys.readouterr().err
     assert main(["tune", str(cfg), "--param", "model.hidden_size=2,x"]) == 2  # validated before training
     assert "model.hidden_size must be an integer" in capsys.readouterr().err
-    assert main(["tune", str(cfg), "--param", "model.hidden_size=2", "--folds", "1"]) == 2
+    with pytest.raises(SystemExit) as e:  # an argument error, before the config is read
+        main(["tune", str(cfg), "--param", "model.hidden_size=2", "--folds", "1"])
+    assert e.value.code == 2 and "--folds: 1 is out of range; give 2 to" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--folds must be >= 2"):  # the same bound in the Python API
+        tune(TINY, ["model.hidden_size=2"], folds=1)
     assert main(["tune", str(cfg), "--param", "model.hidden_size=2", "--metric", "val_accuracy"]) == 2
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "f").write_text("x")
@@ -121,6 +125,8 @@ def test_ranges_and_random_settings():
         parse_param("training.lr=0.1..0.01")
     with pytest.raises(ConfigError, match="give --trials N"):
         grid({"training.lr": r})
+    with pytest.raises(ConfigError, match=r"--trials must be in \[1, 10000\]"):  # drawing 2e21 settings never ended
+        tune(TINY, ["training.lr=1e-3..3e-2"], folds=2, trials=10**20)
     a = random_settings({"training.lr": r, "model.cell": ["gru", "lstm"]}, 6, seed=0)
     assert a == random_settings({"training.lr": r, "model.cell": ["gru", "lstm"]}, 6, seed=0)  # seeded
     assert len(a) == 6 and all(1e-4 <= s["training.lr"] <= 1e-2 for s in a)

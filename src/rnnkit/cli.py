@@ -7,12 +7,14 @@ Every user mistake (bad config, bad data, missing file, corrupted checkpoint) pr
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shlex
 import sys
 from pathlib import Path
 
+from rnnkit.config import MAX_BEAM, MAX_FORECAST, MAX_IG_STEPS, MAX_TRIALS
 from rnnkit.errors import UsageError, UserError
 
 EPILOG_TRAIN = """examples:
@@ -115,8 +117,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if not hasattr(run.task, "decode_options"):
             raise UsageError("--beam and --n-best apply to seq2seq runs")
         beam = args.beam or max(run.config.model.beam_size, args.n_best or 1)
-        if beam < 1 or (args.n_best or 1) < 1 or (args.n_best or 1) > beam:
-            raise UsageError("--beam and --n-best must be >= 1, with --n-best <= --beam")
+        if (args.n_best or 1) > beam:
+            raise UsageError(f"--n-best {args.n_best} cannot exceed the beam ({beam}); raise --beam")
         run.task.decode_options = {"beam_size": beam, "n_best": args.n_best or 1}
     records = run.predict(args.input if args.text is None else list(args.text))
     if args.output is None:
@@ -139,8 +141,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise UsageError("give --text \"...\" or a FILE with one text per line, not both")
     if Path(args.output).suffix not in (".html", ".json"):
         raise UsageError(f"--output {args.output}: use a .html or .json file name")
-    if args.steps < 1:
-        raise UsageError("--steps must be >= 1")
     run = Run.load(args.run, checkpoint=args.checkpoint)
     if args.text is not None:
         texts = list(args.text)
@@ -193,9 +193,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from rnnkit.api import Run
     from rnnkit.tasks import require
 
-    if args.length < 0 or not math.isfinite(args.temperature) or args.temperature < 0 or (
-            args.top_k is not None and args.top_k < 1) or args.length > 10_000_000:
-        raise UsageError("--length must be in [0, 10000000], --temperature a finite number >= 0, --top-k >= 1")
+    if not math.isfinite(args.temperature) or args.temperature < 0:
+        raise UsageError(f"--temperature must be a finite number >= 0, got {args.temperature}")
     run = Run.load(args.run, checkpoint=args.checkpoint)
     require(run, "generate", "rnnkit generate")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
@@ -216,8 +215,6 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     from rnnkit.tasks import require
     from rnnkit.tasks.forecasting import forecast, write_forecast_csv
 
-    if args.steps < 1:
-        raise UsageError("--steps must be >= 1")
     if args.output is not None and Path(args.output).suffix != ".csv":
         raise UsageError(f"--output {args.output}: use a .csv file name")
     run = Run.load(args.run, checkpoint=args.checkpoint)
@@ -260,8 +257,6 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     from rnnkit.diagnostics import gate_statistics
     from rnnkit.diagnostics.runs import diagnose_run, gradient_figure
 
-    if args.batch_size < 1:
-        raise UsageError("--batch-size must be >= 1")
     if args.plot is not None and Path(args.plot).suffix not in (".png", ".pdf", ".svg"):
         raise UsageError(f"--plot {args.plot}: use a .png, .pdf or .svg file name")
     reports = []
@@ -388,6 +383,25 @@ def _json_object(path: Path) -> dict:
     return value
 
 
+def _whole(lo: int, hi: int):
+    """An argparse type: a whole number in ``[lo, hi]``. The bounds keep a huge value from overflowing torch's
+    int64 (a traceback) or running for ever (a forecast of 10**20 steps)."""
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not lo <= value <= hi:
+            shown = text if len(text) < 30 else text[:27] + "..."
+            raise argparse.ArgumentTypeError(f"{shown} is out of range; give {lo} to {hi:,}")
+        return value
+    return whole
+
+
+SEED = _whole(0, 2**32 - 1)  # as training.seed
+COUNT = _whole(1, 1_000_000)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with its errors on one line (``rnnkit: error: ...``, exit 2), as every other user error."""
 
@@ -447,8 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("input", nargs="?", help=".npz or .csv file of sequences (text runs: CSV/TSV/JSONL, or one text "
                    "per line)")
     s.add_argument("--text", action="append", metavar="TEXT", help="text runs: a text to classify (repeatable)")
-    s.add_argument("--beam", type=int, help="seq2seq: beam size (default: the run's model.beam_size)")
-    s.add_argument("--n-best", type=int, dest="n_best", help="seq2seq: outputs per input, with their scores")
+    s.add_argument("--beam", type=_whole(1, MAX_BEAM),
+                   help="seq2seq: beam size (default: the run's model.beam_size)")
+    s.add_argument("--n-best", type=_whole(1, MAX_BEAM), dest="n_best",
+                   help="seq2seq: outputs per input, with their scores")
     s.add_argument("--output", help=".csv or .json file (default: CSV on stdout)")
     s.add_argument("--checkpoint", default="best", choices=["best", "last"])
     s.set_defaults(func=cmd_predict)
@@ -461,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("input", nargs="?", help="file with one text per line")
     s.add_argument("--text", action="append", metavar="TEXT", help="a text to explain (repeatable)")
     s.add_argument("--output", default="explain.html", help=".html heat map or .json scores (default: explain.html)")
-    s.add_argument("--steps", type=int, default=50, help="integration steps (default 50)")
+    s.add_argument("--steps", type=_whole(1, MAX_IG_STEPS), default=50, help="integration steps (default 50)")
     s.add_argument("--checkpoint", default="best", choices=["best", "last"])
     s.set_defaults(func=cmd_explain)
 
@@ -472,10 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "--length counts tokens: characters (level: char) or words (level: word)")
     s.add_argument("run", help="run folder of a task: language_model run")
     s.add_argument("--prime", help="text to read before sampling (default: a line break)")
-    s.add_argument("--length", type=int, default=500, help="tokens to sample (default 500)")
+    s.add_argument("--length", type=_whole(0, 10_000_000), default=500, help="tokens to sample (default 500)")
     s.add_argument("--temperature", type=float, default=1.0, help="< 1: safer, > 1: wilder, 0: greedy (default 1)")
-    s.add_argument("--top-k", type=int, help="sample only among the K likeliest tokens")
-    s.add_argument("--seed", type=int, help="random seed (default: a fresh one, printed on stderr)")
+    s.add_argument("--top-k", type=COUNT, help="sample only among the K likeliest tokens")
+    s.add_argument("--seed", type=SEED, help="random seed (default: a fresh one, printed on stderr)")
     s.add_argument("--checkpoint", default="best", choices=["best", "last"])
     s.set_defaults(func=cmd_generate)
 
@@ -484,7 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "  rnnkit forecast runs/co2 --steps 24 --output co2_forecast.csv\n\n"
                        "CSV columns: origin, step, date, forecast[, lower_P, upper_P]; see docs/forecasting.md")
     s.add_argument("run", help="run folder of a task: forecasting run")
-    s.add_argument("--steps", type=int, required=True, help="steps to forecast (beyond the horizon: fed back)")
+    s.add_argument("--steps", type=_whole(1, MAX_FORECAST), required=True,
+                   help="steps to forecast (beyond the horizon: fed back)")
     s.add_argument("--output", help=".csv file (default: CSV on stdout)")
     s.add_argument("--checkpoint", default="best", choices=["best", "last"])
     s.set_defaults(func=cmd_forecast)
@@ -494,8 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "  rnnkit backtest examples/co2.yaml --folds 4 --stride 24 --out runs/co2-bt\n\n"
                        "expanding window: fold k trains on everything before its cutoff; see docs/forecasting.md")
     s.add_argument("config", help="YAML config with task: forecasting")
-    s.add_argument("--folds", type=int, default=5, help="number of cutoffs (default 5)")
-    s.add_argument("--stride", type=int, help="steps between cutoffs (default: the test part split into folds)")
+    s.add_argument("--folds", type=COUNT, default=5, help="number of cutoffs (default 5)")
+    s.add_argument("--stride", type=COUNT, help="steps between cutoffs (default: the test part split into folds)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
     s.add_argument("--out", help="backtest folder (default: runs/<config>-backtest); must not exist yet")
     s.add_argument("--quiet", action="store_true", help="no per-fold lines")
@@ -514,9 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("config", help="YAML config file")
     s.add_argument("--param", action="append", metavar="KEY=V1,V2", help="a grid axis (repeatable; the grid is "
                    "the product)")
-    s.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
-    s.add_argument("--trials", type=int, help="try this many settings instead of the whole grid: Optuna (TPE, "
-                   "pruning) when installed, else random; ranges key=lo..hi then allowed")
+    s.add_argument("--folds", type=_whole(2, 1_000_000), default=5, help="number of folds (default 5)")
+    s.add_argument("--trials", type=_whole(1, MAX_TRIALS), help="try this many settings instead of the whole grid: "
+                   "Optuna (TPE, pruning) when installed, else random; ranges key=lo..hi then allowed")
     s.add_argument("--search", choices=("auto", "optuna", "random"), default="auto",
                    help="with --trials: optuna, random, or auto (optuna when installed)")
     s.add_argument("--metric", help="val_<metric> to compare (default: training.monitor, else val_loss)")
@@ -531,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "see docs/diagnostics.md")
     s.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s)")
     s.add_argument("--split", choices=["train", "val", "test"], help="data split (default: val, else test)")
-    s.add_argument("--batch-size", type=int, default=16, help="sequences traced (default 16)")
+    s.add_argument("--batch-size", type=COUNT, default=16, help="sequences traced (default 16)")
     s.add_argument("--checkpoint", default="best", choices=["best", "last"])
     s.add_argument("--plot", help="write ||dL/dh_t|| against t (log scale) to this .png/.pdf/.svg")
     s.add_argument("--title", help="title of the plot")
@@ -574,6 +591,9 @@ def main(argv: list[str] | None = None) -> int:
     from rnnkit.training import TrainingDiverged
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    if any("\x00" in a for a in argv):  # only an in-process caller can pass one; no path or value may hold it
+        print("rnnkit: error: an argument contains a NUL byte (\\x00); remove it", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
@@ -600,14 +620,38 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `rnnkit info RUN | head`: the reader left; stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
         return 0
-    except Exception as e:  # a bug, not a user error: say so, keep the traceback
-        if os.environ.get("RNNKIT_DEBUG") == "1":
-            raise
-        where = _write_traceback()
-        print(f"rnnkit: internal error (a bug in rnnkit, not in your input): {type(e).__name__}: "
-              f"{' '.join(str(e).split())[:300]}; the full traceback is in {where} (RNNKIT_DEBUG=1 shows it); "
-              "please report it", file=sys.stderr)
-        return 1
+    except OSError as e:
+        if e.errno not in _PATH_ERRORS:
+            return _internal_error(e)
+        name = str(e.filename or "a file")
+        shown = name if len(name) <= 80 else name[:40] + "..." + name[-20:]
+        print(f"rnnkit: error: {shown}: {_PATH_ERRORS[e.errno]}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        return _internal_error(e)
+
+
+# the machine's answers about a path that are the user's to mend, not a bug of rnnkit (files written before them
+# are whole: checkpoints and outputs are written to a temporary name and renamed)
+_PATH_ERRORS = {
+    errno.ENAMETOOLONG: "the name is too long for the file system (at most 255 bytes a part); give a shorter path",
+    errno.ENOSPC: "no space left on the device; free some space or give a path on another disk",
+    errno.EDQUOT: "the disk quota is exceeded; free some space or give a path on another disk",
+    errno.EROFS: "the file system is read-only; give a path where files can be written",
+    errno.ELOOP: "too many levels of symbolic links; give the real path",
+    errno.EFBIG: "the file is too large for the file system; give a path on another disk",
+}
+
+
+def _internal_error(e: Exception) -> int:
+    """A bug, not a user error: say so, keep the traceback. Called while ``e`` is being handled."""
+    if os.environ.get("RNNKIT_DEBUG") == "1":
+        raise  # the exception being handled, with its traceback
+    where = _write_traceback()
+    print(f"rnnkit: internal error (a bug in rnnkit, not in your input): {type(e).__name__}: "
+          f"{' '.join(str(e).split())[:300]}; the full traceback is in {where} (RNNKIT_DEBUG=1 shows it); "
+          "please report it", file=sys.stderr)
+    return 1
 
 
 def _write_traceback() -> str:

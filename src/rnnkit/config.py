@@ -32,6 +32,13 @@ from typing import Any, ClassVar, Literal
 
 from rnnkit.errors import ConfigError  # noqa: E402 - re-exported: the config's one error type
 
+# Upper bounds of counts a user may ask for, checked where they are used and by the CLI's argument types; past
+# them a request overflows torch's int64 (a traceback) or runs for hours. Each is far above any useful setting.
+MAX_BEAM = 1000  # beam search width (4-10 is typical; 1000 decodes a word in about 4 s on a CPU)
+MAX_FORECAST = 1_000_000  # steps of one forecast (100 000 take about 13 s for a small LSTM)
+MAX_IG_STEPS = 10_000  # integration steps of an explanation (the default is 50)
+MAX_TRIALS = 10_000  # settings tried by rnnkit tune --trials
+
 # --------------------------------------------------------------------------------------------------------
 # sections
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from rnnkit.config import MAX_IG_STEPS, ConfigError
 from rnnkit.data.text import Corpus, truncate
 
 
@@ -103,9 +104,9 @@ def explain_texts(run, texts: list[str], steps: int = 50) -> list[Explanation]:
 
     task = run.task
     if "explain" not in getattr(task, "verbs", ()):
-        from rnnkit.config import ConfigError
-
         raise ConfigError(f"explain needs a text_classification run; {run.path} is a {run.config.task} run")
+    if not 1 <= steps <= MAX_IG_STEPS:
+        raise ConfigError(f"integration steps must be in [1, {MAX_IG_STEPS}], got {steps}")
     texts = [safe_text(t) for t in texts]
     data = task.as_input(texts, labels=False)
     words = [task.tokenizer(t) for t in texts]

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from rnnkit.build import load_config
-from rnnkit.config import Config, ConfigError
+from rnnkit.config import MAX_TRIALS, Config, ConfigError
 from rnnkit.errors import RunExists
 
 
@@ -246,8 +246,8 @@ def tune(config: Config | dict | str | Path, params: dict[str, list] | Sequence[
         raise ConfigError(f"metric '{metric}' is not one of " + ", ".join(f"val_{m}" for m in task.metrics))
     if search not in ("auto", "optuna", "random"):
         raise ConfigError(f"search must be auto, optuna or random, got {search!r}")
-    if trials is not None and trials < 1:
-        raise ConfigError(f"--trials must be >= 1, got {trials}")
+    if trials is not None and not 1 <= trials <= MAX_TRIALS:
+        raise ConfigError(f"--trials must be in [1, {MAX_TRIALS}], got {trials}")
     use_optuna = trials is not None and search != "random" and _have_optuna()
     if search == "optuna" and not use_optuna:
         raise ConfigError("search: optuna needs --trials N and Optuna installed (pip install optuna)")

@@ -51,7 +51,7 @@ def _backtest(config, out: Path, folds: int, stride: int | None, overrides, quie
     first = T - round(T * d.test_fraction) if d.test_start is None else probe._position(series, d.test_start,
                                                                                            "test_start")
     stride = stride or max(1, (T - first - H + 1) // folds)
-    cutoffs = [c for c in (first + k * stride for k in range(folds)) if c + H <= T]
+    cutoffs = [c for c in (first + k * stride for k in range(min(folds, T))) if c + H <= T]  # folds may be huge
     if not cutoffs:
         raise ConfigError(f"no fold fits: the first cutoff {first} + horizon {H} is past the end ({T} steps); "
                           "raise data.test_fraction")

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
+from rnnkit.config import MAX_FORECAST, Config, ConfigError, DataConfig, ModelConfig
 from rnnkit.layers import Dropout
 from rnnkit.tasks import register_task
 from rnnkit.tasks.base import ExportSpec, StepResult, Task
@@ -582,6 +582,8 @@ class Forecasting(Task):
     def forecast(self, model: nn.Module, steps: int, device: torch.device, history=None) -> list[dict]:
         """Continue ``history`` (default: the configured series, which :meth:`setup` must have loaded) for
         ``steps`` steps past its last observation (beyond the horizon, forecasts are fed back)."""
+        if not 1 <= steps <= MAX_FORECAST:
+            raise ConfigError(f"steps to forecast must be in [1, {MAX_FORECAST}], got {steps}")
         data = self.as_input(history if history is not None else self.series, labels=False)
         _, pred, lo, hi = self._outputs(model, data, device, steps)
         self.future = self._records(data, pred, lo, hi)

@@ -426,8 +426,8 @@ class LanguageModel(Task):
         """Stream ``length`` sampled tokens (as text pieces) after reading ``prime`` (default: a line or
         sentence break). ``temperature`` 0 is greedy; ``top_k`` keeps the k likeliest tokens; the unknown
         token is never drawn. The same seed gives the same text."""
-        if temperature < 0 or length < 0 or (top_k is not None and top_k < 1):
-            raise UsageError("temperature and length must be >= 0 and top_k >= 1")
+        if temperature < 0 or length < 0 or (top_k is not None and top_k < 1) or not 0 <= seed < 2**63:
+            raise UsageError("temperature and length must be >= 0, top_k >= 1 and seed in [0, 2**63)")
         model.eval()
         device = torch.device(device)
         ids = self.vocab.encode(prime if prime else self.default_prime())

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
+from rnnkit.config import MAX_BEAM, Config, ConfigError, DataConfig, ModelConfig
 from rnnkit.layers import Dropout
 from rnnkit.tasks import register_task
 from rnnkit.tasks.base import StepResult, Task
@@ -70,6 +70,8 @@ class Seq2SeqModelConfig(ModelConfig):
         if self.attention == "dot" and self.bidirectional:
             raise ConfigError("model.attention: dot needs equal decoder and encoder widths, and a bidirectional "
                               "encoder is twice as wide; use general or bahdanau")
+        if self.beam_size > MAX_BEAM:
+            raise ConfigError(f"model.beam_size: {self.beam_size} is too wide (at most {MAX_BEAM}; 4-10 is typical)")
         if self.n_best > self.beam_size:
             raise ConfigError(f"model.n_best ({self.n_best}) cannot exceed model.beam_size ({self.beam_size})")
 
