@@ -121,3 +121,11 @@ def test_dates_that_are_not_whole_years_are_data_errors(tmp_path, bad):
     p = write(tmp_path, f"date,v\n1700,1\n{bad},2\n1702,3\n")
     with pytest.raises(DataError, match=f"row 3: .*'{bad}'"):
         read_csv_series(p, "date")
+
+
+@pytest.mark.parametrize("bad", ["1e18", "10000", "-12000"])
+def test_years_beyond_four_digits_are_data_errors_not_wrapped_dates(tmp_path, bad):
+    """numpy turns year 10**18 into a date of the year -10 109 397 110 662 183; the reader names the row instead."""
+    p = write(tmp_path, f"date,v\n1700,1\n{bad},2\n1702,3\n")
+    with pytest.raises(DataError, match=f"row 3: year {bad} is outside -9999 to 9999"):
+        read_csv_series(p, "date")

@@ -90,6 +90,9 @@ def parse_dates(raw: list[str], where: str) -> np.ndarray:
         if v is not None:  # a number: a whole year, else not a date (DataError is a ValueError: raised outside)
             if not np.isfinite(v) or v != int(v):
                 raise DataError(f"{where}, row {i + 2}: '{s}' is not a date (give ISO YYYY-MM-DD or a whole year)")
+            if abs(v) > 9999:  # numpy would wrap a larger year round to a nonsense date
+                raise DataError(f"{where}, row {i + 2}: year {s[:30]} is outside -9999 to 9999; give ISO "
+                                "YYYY-MM-DD dates or years of four digits")
             out[i] = np.datetime64(f"{int(v):04d}", "D")
             continue
         try:
