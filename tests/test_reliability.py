@@ -214,6 +214,27 @@ def test_a_bug_is_an_internal_error_with_its_traceback(monkeypatch, capsys):
     assert "internal error (a bug in rnnkit, not in your input): OSError: [Errno 9]" in capsys.readouterr().err
 
 
+def test_running_out_of_memory_is_a_one_line_error_naming_what_to_lower(monkeypatch, capsys):
+    """The CPU allocator's refusal is a RuntimeError that said 'internal error'; too large a batch or model is
+    the config's to mend, so it is exit 2 with the size that failed."""
+    import torch
+
+    import rnnkit.cli as cli
+
+    monkeypatch.setattr(cli, "cmd_doctor", lambda args: torch.empty(2**48, dtype=torch.uint8))
+    assert main(["doctor"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "rnnkit: error: out of memory (an allocation of 262144.0 GiB failed); lower " \
+        "training.batch_size" in err
+
+    def python_refuses(args):
+        raise MemoryError
+
+    monkeypatch.setattr(cli, "cmd_doctor", python_refuses)
+    assert main(["doctor"]) == 2
+    assert capsys.readouterr().err.startswith("rnnkit: error: out of memory; lower")
+
+
 def test_paths_the_file_system_refuses_are_one_line_errors(run_dir, tmp_path, capsys):
     """A name over 255 bytes was an internal error (OSError ENAMETOOLONG) in train, predict and export; a NUL
     byte, which only an in-process caller can pass, was a ValueError."""
@@ -342,3 +363,23 @@ def test_non_utf8_series_and_pair_files_are_one_line_errors(tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "latin1.csv is not UTF-8 text (byte 0xe9 on line 3)" in err, (argv, err)
+
+
+@pytest.mark.parametrize("module", ["text_classification", "language_model", "seq2seq"])
+def test_an_embedding_too_wide_is_refused_before_anything_is_built(module, monkeypatch):
+    """An embedding of 10^6 floats a token passed the memory check of the recurrent stack (which took the input to
+    be as wide as the hidden state), and the training process was killed for memory: the check now counts it."""
+    import importlib
+
+    import rnnkit.config
+    from rnnkit.build import load_config
+    from rnnkit.errors import ConfigError
+
+    mod = importlib.import_module(f"rnnkit.tasks.{module}")
+    cls = next(c for n, c in vars(mod).items() if n.endswith("ModelConfig") and c.__module__ == mod.__name__)
+    with pytest.raises(ConfigError, match=r"model.embedding_dim: 1000000 is far too wide \(at most 16,384"):
+        load_config({"task": module, "model": {"embedding_dim": 10**6}})  # before the data are looked at
+    monkeypatch.setattr(rnnkit.config, "machine_memory", lambda: 2**30)  # 1 GiB
+    cls(hidden_size=1024, embedding_dim=64).check()  # 0.13 GiB to train
+    with pytest.raises(ConfigError, match="billion parameters"):  # 1.1 GiB: the input width is counted
+        cls(hidden_size=1024, embedding_dim=16_384).check()

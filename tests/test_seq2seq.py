@@ -118,6 +118,12 @@ def test_config_checks():
         load_config({**TINY, "model": {**TINY["model"], "n_best": 3}})
     with pytest.raises(ConfigError, match="beam_size: 1000000 is too wide"):  # it decoded for hours
         load_config({**TINY, "model": {**TINY["model"], "beam_size": 10**6}})
+    with pytest.raises(ConfigError, match=r"max_length_ratio must be in \(0, 100\]"):  # an endless output ran for ever
+        load_config({**TINY, "model": {**TINY["model"], "max_length_ratio": 1e6}})
+    with pytest.raises(ConfigError, match=r"length_penalty must be in \[0, 5\]"):  # length ** 1e6 overflowed
+        load_config({**TINY, "model": {**TINY["model"], "length_penalty": 1e6}})
+    with pytest.raises(ConfigError, match="data.limit must be > 0"):  # limit: 0 left no training part (KeyError)
+        load_config({**TINY, "data": {**TINY["data"], "limit": 0}})
     with pytest.raises(ConfigError, match="dot needs equal"):  # a bidirectional encoder is twice as wide
         load_config({**TINY, "model": {**TINY["model"], "attention": "dot"}})
     task = Seq2SeqTask(load_config({**TINY, "model": {**TINY["model"], "attention": "dot", "bidirectional": False}}))

@@ -10,6 +10,7 @@ import argparse
 import errno
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -628,7 +629,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rnnkit: error: {shown}: {_PATH_ERRORS[e.errno]}", file=sys.stderr)
         return 2
     except Exception as e:
+        if _out_of_memory(e):
+            asked = re.search(r"allocate (\d+) bytes", str(e))
+            size = f" (an allocation of {int(asked.group(1)) / 2**30:.1f} GiB failed)" if asked else ""
+            print(f"rnnkit: error: out of memory{size}; lower training.batch_size or training.eval_batch_size, "
+                  "data.max_length, or the model's size (checkpoints already written are whole)", file=sys.stderr)
+            return 2
         return _internal_error(e)
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """Python's MemoryError, torch's OutOfMemoryError (a GPU), or the CPU allocator's refusal (a RuntimeError)."""
+    return isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or (
+        isinstance(e, RuntimeError) and "can't allocate memory" in str(e))
 
 
 # the machine's answers about a path that are the user's to mend, not a bug of rnnkit (files written before them

@@ -38,6 +38,7 @@ MAX_BEAM = 1000  # beam search width (4-10 is typical; 1000 decodes a word in ab
 MAX_FORECAST = 1_000_000  # steps of one forecast (100 000 take about 13 s for a small LSTM)
 MAX_IG_STEPS = 10_000  # integration steps of an explanation (the default is 50)
 MAX_TRIALS = 10_000  # settings tried by rnnkit tune --trials
+MAX_EMBEDDING = 16_384  # model.embedding_dim (GPT-3 is 12 288 wide; 1e6 was killed for memory)
 
 # --------------------------------------------------------------------------------------------------------
 # sections
@@ -108,14 +109,21 @@ def _check_model_size(m: ModelConfig) -> None:
     """Refuse, with the numbers, a recurrent stack whose training state cannot fit in this machine's memory."""
     from rnnkit.layers import CELLS
 
+    E = getattr(m, "embedding_dim", None)  # the input width of the token tasks; others: ~ the hidden size
+    if E is not None and E > MAX_EMBEDDING:  # its activations (batch x steps x E) fill memory before any check
+        raise ConfigError(f"model.embedding_dim: {E} is far too wide (at most {MAX_EMBEDDING:,}; 50-1 024 is "
+                          "typical)")
     gates = CELLS[m.cell].cell_class.num_gates
     H, dirs = m.hidden_size, 2 if m.bidirectional else 1
-    params = m.num_layers * dirs * gates * H * (dirs * H + H + 2)  # input size ~ the hidden size
+    first = dirs * gates * H * ((E or H) + H + 2)
+    params = first + (m.num_layers - 1) * dirs * gates * H * (dirs * H + H + 2)
     need, have = memory_bytes(params), machine_memory()
     if have and need > have:
-        raise ConfigError(f"model: hidden_size {H} x num_layers {m.num_layers} is about {params / 1e9:.1f} billion "
-                          f"parameters, {need / 2**30:.0f} GiB to train, more than this machine's "
-                          f"{have / 2**30:.0f} GiB; choose a smaller model.hidden_size or model.num_layers")
+        over = f" over embeddings {E} wide" if E else ""
+        raise ConfigError(f"model: hidden_size {H} x num_layers {m.num_layers}{over} is about {params / 1e9:.1f} "
+                          f"billion parameters, {need / 2**30:.0f} GiB to train, more than this machine's "
+                          f"{have / 2**30:.0f} GiB; choose a smaller model.hidden_size or model.num_layers"
+                          + (" or model.embedding_dim" if E else ""))
 
 
 def layer_options(m: ModelConfig) -> dict:
@@ -155,10 +163,13 @@ class DataConfig:
     limit: int | None = None  # use only the first N training sequences (quick experiments)
 
     def check_source(self) -> None:
-        """The source is registered for this modality and ``options`` fit its signature (did-you-mean)."""
+        """What every modality's check shares: the source is registered for this modality, ``options`` fit its
+        signature (did-you-mean), and ``limit`` is positive (``limit: 0`` left seq2seq without a training part)."""
         from rnnkit.data.sources import check_options
 
         check_options(self.modality, self.source, self.options)
+        if self.limit is not None:
+            _positive(self, "limit")
 
     def check(self) -> None:
         self.check_source()
@@ -176,8 +187,6 @@ class DataConfig:
             raise ConfigError("data.val_fraction and data.test_fraction must be in [0, 1)")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ConfigError("data.val_fraction + data.test_fraction must leave some training data (< 1)")
-        if self.limit is not None:
-            _positive(self, "limit")
 
 
 @dataclass

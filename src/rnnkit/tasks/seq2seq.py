@@ -65,8 +65,14 @@ class Seq2SeqModelConfig(ModelConfig):
         for key in ("embedding_dropout", "output_dropout", "scheduled_sampling", "label_smoothing"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ConfigError(f"model.{key} must be in [0, 1), got {getattr(self, key)}")
-        if self.embedding_dim < 1 or self.beam_size < 1 or self.n_best < 1 or self.max_length_ratio <= 0:
-            raise ConfigError("model.embedding_dim, beam_size and n_best must be >= 1, max_length_ratio > 0")
+        if self.embedding_dim < 1 or self.beam_size < 1 or self.n_best < 1:
+            raise ConfigError("model.embedding_dim, beam_size and n_best must be >= 1")
+        if not 0 < self.max_length_ratio <= 100:  # an output that never ends runs to this cap: 10**6 ran for ever
+            raise ConfigError(f"model.max_length_ratio must be in (0, 100] (outputs stop at ratio x source length "
+                              f"+ 10 tokens; 2 is typical), got {self.max_length_ratio}")
+        if not 0 <= self.length_penalty <= 5:  # length ** 10**6 overflowed
+            raise ConfigError(f"model.length_penalty must be in [0, 5] (0: none, 1: log p per token; 0.6-1 is "
+                              f"typical), got {self.length_penalty}")
         if self.attention == "dot" and self.bidirectional:
             raise ConfigError("model.attention: dot needs equal decoder and encoder widths, and a bidirectional "
                               "encoder is twice as wide; use general or bahdanau")
