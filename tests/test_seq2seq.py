@@ -11,6 +11,7 @@ import torch
 from rnnkit.build import fit, load_config
 from rnnkit.cli import main
 from rnnkit.config import ConfigError
+from rnnkit.data import DataError
 from rnnkit.data.pairs import Pairs, cmudict_part, read_cmudict, read_table
 from rnnkit.tasks.seq2seq import Seq2SeqTask, beam_search, edit_distance, error_rates, greedy, pad
 
@@ -126,6 +127,8 @@ def test_config_checks():
         load_config({**TINY, "data": {**TINY["data"], "limit": 0}})
     with pytest.raises(ConfigError, match="dot needs equal"):  # a bidirectional encoder is twice as wide
         load_config({**TINY, "model": {**TINY["model"], "attention": "dot"}})
+    with pytest.raises(DataError, match="data.min_freq 1000000 leaves no source token"):  # all <unk>: it trained
+        Seq2SeqTask(load_config({**TINY, "data": {**TINY["data"], "min_freq": 10**6}})).setup()
     task = Seq2SeqTask(load_config({**TINY, "model": {**TINY["model"], "attention": "dot", "bidirectional": False}}))
     task.setup()
     assert task.build_model().attn.kind == "dot"

@@ -188,6 +188,17 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run.path
 
 
+def test_a_min_freq_that_leaves_no_word_is_a_data_error(tmp_path: Path) -> None:
+    """data.min_freq: 10**6 trained a model that read every text as <oov> and scored the majority class."""
+    import rnnkit
+
+    cfg = {"task": "text_classification", "data": {"source": "csv", "path": str(make_csv(tmp_path / "t.csv", 60, 0)),
+           "text_column": "review", "label_column": "score", "min_freq": 10**6}}
+    with pytest.raises(DataError, match="data.min_freq 1000000 leaves no token in the vocabulary"):
+        rnnkit.train(cfg, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_task_learns_and_saves_its_vocabulary(run_dir: Path) -> None:
     import rnnkit
 

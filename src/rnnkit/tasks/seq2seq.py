@@ -503,6 +503,10 @@ class Seq2SeqTask(Task):
         self.src_vocab = Vocab.build(parts["train"].sources, d.source_level, d.lower, d.min_freq)
         self.tgt_vocab = Vocab.build([r for rs in parts["train"].references for r in rs], d.target_level, d.lower,
                                      d.min_freq)
+        for side, vocab in (("source", self.src_vocab), ("target", self.tgt_vocab)):
+            if len(vocab.itos) == len(SPECIALS):  # every token <unk>: the model would learn nothing
+                raise DataError(f"data.min_freq {d.min_freq} leaves no {side} token in the vocabulary (none appears "
+                                f"that often in the {len(parts['train'])} training pairs); lower data.min_freq")
         self.splits = {k: self.encode(v) for k, v in parts.items() if v is not None and len(v)}
 
     def encode(self, pairs) -> PairSplit:

@@ -373,6 +373,9 @@ class TextClassification(Task):
         if ids is None:  # fit the vocabulary on the training split only
             tokens = [self.tokenizer(train.texts[i]) for i in order]
             self.vocab = Vocabulary.build(tokens, d.num_words, d.min_freq)
+            if len(self.vocab) <= 2:  # <pad> and <oov> only: every text would read as unknown words
+                raise DataError(f"data.min_freq {d.min_freq} leaves no token in the vocabulary (none appears that "
+                                f"often in the {len(order)} training texts); lower data.min_freq")
         self.splits, self.texts = {}, {}
         for name in ("train", "val", "test"):
             if name in parts:
