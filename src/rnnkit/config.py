@@ -119,11 +119,11 @@ def _check_model_size(m: ModelConfig) -> None:
     params = first + (m.num_layers - 1) * dirs * gates * H * (dirs * H + H + 2)
     need, have = memory_bytes(params), machine_memory()
     if have and need > have:
-        over = f" over embeddings {E} wide" if E else ""
+        over, fix = (f" over embeddings {E} wide", ", model.num_layers or model.embedding_dim") if E else (
+            "", " or model.num_layers")
         raise ConfigError(f"model: hidden_size {H} x num_layers {m.num_layers}{over} is about {params / 1e9:.1f} "
                           f"billion parameters, {need / 2**30:.0f} GiB to train, more than this machine's "
-                          f"{have / 2**30:.0f} GiB; choose a smaller model.hidden_size or model.num_layers"
-                          + (" or model.embedding_dim" if E else ""))
+                          f"{have / 2**30:.0f} GiB; choose a smaller model.hidden_size{fix}")
 
 
 def layer_options(m: ModelConfig) -> dict:
