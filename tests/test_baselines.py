@@ -108,6 +108,27 @@ def test_forecasting_ets_and_theta(tmp_path, monkeypatch):
     assert "ets" not in m["baselines"] and "statsmodels" in m["baselines_skipped"]["ets"]
 
 
+@pytest.mark.parametrize("season", [12, 1])
+def test_ets_forecasts_from_one_pass_are_those_of_the_series_cut_at_each_origin(season):
+    pytest.importorskip("statsmodels")
+    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+
+    from rnnkit.forecast import statistical
+
+    t = np.arange(200)
+    y = 50 + 0.1 * t + 5 * np.sin(2 * np.pi * t / 12) + np.random.default_rng(1).normal(0, 1, 200)
+    origins, H = np.arange(150, 197, 3), 4
+    got = statistical.ets_forecasts(y, 160, origins, H, season)
+    train = y[:160]
+    fits = [(spec, ETSModel(train, **spec).fit(disp=False)) for spec in statistical._specs(train, season)]
+    spec, best = min(fits, key=lambda f: f[1].aicc)
+    assert spec["seasonal"] == ("add" if season > 1 else None)  # the season is found when m says there is one
+    for row, o in zip(got, origins):  # the model run over the series up to the origin alone, as before
+        np.testing.assert_allclose(row, ETSModel(y[: o + 1], **spec).smooth(best.params).forecast(H), rtol=0,
+                                   atol=1e-9)
+    assert statistical.ets_forecasts(y, 160, origins[:0], H, season).shape == (0, H)
+
+
 def test_baselines_can_be_turned_off(tmp_path):
     _, m = fit({**DIGITS, "training": {**DIGITS["training"], "baselines": False}}, tmp_path / "off", quiet=True)
     assert "baselines" not in m and "beats_baselines" not in m

@@ -5,9 +5,9 @@ Both forecast from every origin the network is scored on, using only the series 
 * **ETS** (exponential smoothing, state space; Hyndman et al.): the form is chosen by AICc on the series before
   the test part (the training and validation parts: all the network saw, since validation chose its best epoch)
   among additive errors with no trend or a damped additive trend, and no, additive or (for a positive series)
-  multiplicative seasonality of period m; its parameters are fitted once, on that part. At each origin
-  the fitted model is run over the series up to the origin (its states updated, its parameters fixed) and
-  forecasts the horizon.
+  multiplicative seasonality of period m; its parameters are fitted once, on that part. The fitted model is
+  run over the series (its states updated, its parameters fixed), and from each origin's states it forecasts
+  the horizon: what it would forecast from the series up to that origin alone.
 * **Theta** (Assimakopoulos & Nikolopoulos 2000, as statsmodels' ``ThetaModel``: classical multiplicative
   deseasonalising where it tests seasonal, then SES with drift): refitted at every origin on the series up to it
   (two parameters, in closed form and one-dimensional search: cheap), since statsmodels cannot run a fitted
@@ -65,10 +65,20 @@ def ets_forecasts(history: np.ndarray, train_end: int, origins: np.ndarray, hori
                 best, best_fit = spec, fit
         if best is None:
             raise ValueError("no ETS form could be fitted to the training part")
+        # The filter is causal, so one pass over the series up to the last origin holds the states at every
+        # origin; each forecast is simulated (without errors) from its origin's states. This is what a model run
+        # over history[:t + 1] alone forecasts, to the last bit, and costs one pass instead of one per origin
+        # (statsmodels builds a results object with a numerical Hessian on every pass: 0.5 s each on a weekly
+        # series of 2 000 values, so minutes for a test split of 450 origins).
+        origins = np.asarray(origins, np.int64)
         out = np.empty((len(origins), horizon))
-        for i, t in enumerate(np.asarray(origins, np.int64)):
-            res = ETSModel(np.asarray(history[: t + 1], np.float64), **best).smooth(best_fit.params)
-            out[i] = res.forecast(horizon)
+        if not len(origins):
+            return out
+        last = int(origins.max())
+        res = ETSModel(np.asarray(history[: last + 1], np.float64), **best).smooth(best_fit.params)
+        zeros = np.zeros((horizon, 1))
+        for i, t in enumerate(origins):
+            out[i] = res.simulate(horizon, anchor=int(t) if t < last else "end", random_errors=zeros)
     return out
 
 
