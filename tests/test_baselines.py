@@ -123,7 +123,7 @@ def test_ets_forecasts_from_one_pass_are_those_of_the_series_cut_at_each_origin(
     fits = [(spec, ETSModel(train, **spec).fit(disp=False)) for spec in statistical._specs(train, season)]
     spec, best = min(fits, key=lambda f: f[1].aicc)
     assert spec["seasonal"] == ("add" if season > 1 else None)  # the season is found when m says there is one
-    for row, o in zip(got, origins):  # the model run over the series up to the origin alone, as before
+    for row, o in zip(got, origins, strict=True):  # the model run over the series up to each origin alone
         np.testing.assert_allclose(row, ETSModel(y[: o + 1], **spec).smooth(best.params).forecast(H), rtol=0,
                                    atol=1e-9)
     assert statistical.ets_forecasts(y, 160, origins[:0], H, season).shape == (0, H)

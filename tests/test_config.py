@@ -43,6 +43,9 @@ def test_defaults_and_task_specific_model_section(tmp_path):
     ("training: {seed: -1}", "training.seed must be a whole number in [0, 2**32)"),  # numpy's generators refuse it
     ("training: {split_seed: 5000000000}", "training.split_seed must be a whole number in [0, 2**32)"),
     ("training: {ensemble: 99999999999}", "members is far too many"),
+    ("training: {lr: 1.0e+300}", "training.lr: 1e+300 is far too large (at most 1000"),  # overflowed float32
+    ("training: {weight_decay: 1.0e+300}", "training.weight_decay: 1e+300 is far too large"),  # in the optimiser
+    ("training: {min_lr: 5000}", "training.min_lr: 5000 is far too large"),
 ])
 def test_mistakes_are_one_line_config_errors(tmp_path, text, message):
     with pytest.raises(ConfigError) as e:

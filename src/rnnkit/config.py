@@ -38,6 +38,7 @@ MAX_BEAM = 1000  # beam search width (4-10 is typical; 1000 decodes a word in ab
 MAX_FORECAST = 1_000_000  # steps of one forecast (100 000 take about 13 s for a small LSTM)
 MAX_IG_STEPS = 10_000  # integration steps of an explanation (the default is 50)
 MAX_TRIALS = 10_000  # settings tried by rnnkit tune --trials
+MAX_RATE = 1000.0  # training.lr, min_lr and weight_decay (1e300 overflowed float32 in the optimiser)
 MAX_EMBEDDING = 16_384  # model.embedding_dim (GPT-3 is 12 288 wide; 1e6 was killed for memory)
 
 # --------------------------------------------------------------------------------------------------------
@@ -251,6 +252,10 @@ class TrainingConfig:
                 _positive(self, key)
         if self.weight_decay < 0 or self.min_lr < 0:
             raise ConfigError("training.weight_decay and training.min_lr must be >= 0")
+        for key in ("lr", "weight_decay", "min_lr"):  # 1e300 overflowed float32 in the optimiser: an internal error
+            if getattr(self, key) > MAX_RATE:
+                raise ConfigError(f"training.{key}: {getattr(self, key):g} is far too large (at most {MAX_RATE:g}; "
+                                  "typical values are 1e-4 to 1)")
         if not 0.0 < self.plateau_factor < 1.0:
             raise ConfigError("training.plateau_factor must be in (0, 1)")
         if not 0.0 <= self.momentum < 1.0:
