@@ -103,6 +103,12 @@ def test_forecasting_ets_and_theta(tmp_path, monkeypatch):
     assert m["beats_baselines"] is False
     from rnnkit.forecast import statistical
 
+    monkeypatch.setattr(statistical, "THETA_MAX_VALUES", 1000)  # a test split too long for one Theta refit per origin
+    _, m = fit(cfg, tmp_path / "fc_long", quiet=True)
+    assert "theta" not in m["baselines"] and "ets" in m["baselines"]
+    assert "test origins" in m["baselines_skipped"]["theta"] and "data.test_fraction" in m["baselines_skipped"]["theta"]
+    page = (tmp_path / "fc_long" / "report.html").read_text()
+    assert "test origins, each a refit" in page and f"The model does not beat the {m['best_baseline']} baseline" in page
     monkeypatch.setattr(statistical, "available", lambda: False)
     _, m = fit(cfg, tmp_path / "fc2", quiet=True)
     assert "ets" not in m["baselines"] and "statsmodels" in m["baselines_skipped"]["ets"]

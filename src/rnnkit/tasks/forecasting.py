@@ -627,6 +627,8 @@ class Forecasting(Task):
                           ("theta", lambda: statistical.theta_forecasts(history, data.origins, H, self.season))):
             try:
                 out[name] = point_metrics(y, run(), self.mase_scale)
+            except statistical.TooMuchWork as exc:
+                metrics.setdefault("baselines_skipped", {})[name] = str(exc)
             except Exception as exc:  # a baseline that cannot be fitted is reported, not fatal
                 metrics.setdefault("baselines_skipped", {})[name] = f"could not be fitted: {str(exc)[:120]}"
         return out
@@ -647,13 +649,18 @@ class Forecasting(Task):
                                     f"model's MAE {test['mae']:.4g} is not below the seasonal-naive MAE "
                                     f"{base['seasonal_naive']['mae']:.4g} (m = {test['season']}): its forecasts "
                                     "are worth less than repeating last season's value.</p>"))
-        extra = ""
+        flag, best = "", metrics.get("best_baseline")
+        if metrics.get("beats_baselines") is False and best in base:
+            flag = ('<p style="color:#b00;font-size:1.3em;font-weight:bold">The model does not beat the '
+                    f"{best} baseline on the test split (MASE {test['mase']:.4g} against {base[best]['mase']:.4g}): "
+                    "a simpler model does as well on this data.</p>")
+        extra = "".join(f"<p>Skipped: {n} ({why}).</p>" for n, why in (metrics.get("baselines_skipped") or {}).items())
         if "coverage" in test:
-            extra = (f"<p>{round(100 * test['interval_level'])} % prediction intervals cover "
+            extra += (f"<p>{round(100 * test['interval_level'])} % prediction intervals cover "
                      f"{100 * test['coverage']:.1f} % of the test values (mean width "
                      f"{test['interval_width']:.4g}).</p>")
         sections.append(Section("Forecast accuracy (test) against baselines",
-                                table(rows, ["forecast", *[k.upper() for k in keys]])
+                                flag + table(rows, ["forecast", *[k.upper() for k in keys]])
                                 + f"<p>{test['count']} values: every test origin x horizon {test['horizon']}; MASE "
                                 f"scaled by the in-sample seasonal-naive MAE (m = {test['season']}).</p>" + extra))
         data = self.splits.get("test")
