@@ -245,7 +245,6 @@ def test_a_wide_and_deep_text_model_learns_bigrams_and_reloads_its_idf(tmp_path)
         load_config({**cfg, "model": {**cfg["model"], "ngrams": 7}})
 
 
-
 def test_a_prefit_bag_starts_training_where_the_logistic_regression_ends(tmp_path, monkeypatch):
     """model.ngrams_prefit: with a learning rate too small to learn anything in one epoch, only the prefit model
     knows the bigram rule; the bag's fitted weights are saved, so a reloaded run predicts the same."""

@@ -249,10 +249,6 @@ def _section_defaults(task: str, data_keep: set[str] | None = None) -> tuple[dic
 # ---------------------------------------------------------------------------------------------- sequences
 
 
-
-
-
-
 class _ClassifierMixin:
     """``classes_`` from the labels (any hashable values), ``predict``/``score`` from ``predict_proba``."""
 
@@ -348,9 +344,6 @@ def _seq_data(X: np.ndarray, lengths: np.ndarray):
     return SequenceData.from_arrays(X, np.zeros(len(X), np.int64), lengths, where="input")
 
 
-
-
-
 # ---------------------------------------------------------------------------------------------- text
 class TextClassifier(_ClassifierMixin, _Estimator):
     """A recurrent text classifier: ``fit(texts, labels)`` on lists of strings; ``predict``, ``predict_proba``,
@@ -388,12 +381,6 @@ class TextClassifier(_ClassifierMixin, _Estimator):
 
         self._fitted()
         return explain_texts(self.run_, as_texts(texts), steps)
-
-
-
-
-
-
 
 
 # ---------------------------------------------------------------------------------------------- forecasting
@@ -453,12 +440,6 @@ class Forecaster(_Estimator):
             cfg = self._config(data)
         where = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="rnnkit-bt-")) / "backtest"
         return backtest(cfg, where, folds=folds, stride=stride, quiet=not self.verbose)
-
-
-
-
-
-
 
 
 def _names_a_file(text: str) -> bool:
@@ -574,9 +555,6 @@ for _cls in (SequenceClassifier, TextClassifier, Forecaster, LanguageModel, Seq2
     _cls.__init__.__signature__ = inspect.Signature(
         [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *params])
     _cls.__init__.__doc__ = _cls.__doc__
-
-
-
 
 
 def load(path: str | Path) -> _Estimator:

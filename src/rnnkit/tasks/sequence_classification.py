@@ -34,9 +34,6 @@ class ClassifierModelConfig(ModelConfig):
             raise ConfigError(f"model.head_dropout must be in [0, 1), got {self.head_dropout}")
 
 
-
-
-
 class SequenceClassifier(nn.Module):
     """x (B, T, D), lengths (B,) or None -> logits (B, K), or (B, T, K) when ``per_step``."""
 
@@ -76,9 +73,6 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.X)
-
-
-
 
 
 def per_sequence(X: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
@@ -347,9 +341,6 @@ class SequenceClassification(Task):
         if cm:
             out.append(confusion_section(np.asarray(cm), self.classes, split))
         return [s for s in out if s is not None]
-
-
-
 
 
 __all__ = ["ClassifierModelConfig", "SequenceClassification", "SequenceClassifier", "classification_metrics",
