@@ -272,6 +272,32 @@ def test_a_new_source_is_one_function_and_its_options_are_checked(tmp_path):
         src.SOURCES["sequences"].pop("noise-test", None)
 
 
+def test_source_options_are_cast_like_the_config_and_refuse_what_numpy_cannot_take():
+    """A sweep found ``data.options.seed: -1`` an internal error (numpy takes no negative seed), and YAML 1.1
+    reads ``noise: 1e-2`` as a string, which the options refused as "must be float" although the main config
+    reads it as the number it spells."""
+    from rnnkit.build import load_config
+    from rnnkit.config import ConfigError
+    from rnnkit.data.sources import load_part
+
+    def data(**options):
+        return {"task": "forecasting", "data": {"source": "seasonal", "options": options}}
+
+    cfg = load_config(data(noise="1e-2", growth=0, n=60))
+    assert cfg.data.options == {"noise": 0.01, "growth": 0.0, "n": 60}
+    assert type(cfg.data.options["growth"]) is float
+    for options, match in [({"seed": -1}, "data.options.seed is a random seed and must be >= 0, got -1"),
+                           ({"noise": "nan"}, "data.options.noise must be a finite number, got 'nan'"),
+                           ({"growth": float("inf")}, "data.options.growth must be a finite number"),
+                           ({"n": 2**60}, "data.options.n: 1152921504606846976 is far too large"),
+                           ({"noise": "lots"}, "data.options.noise must be float, got 'lots'"),
+                           ({"growth": 1000.0}, "take the series past 1e\\+30; choose smaller ones")]:
+        with pytest.raises(ConfigError, match=match):  # growth 1000 overflows only once the series is generated
+            load_part("series", load_config(data(**options)).data)
+    with pytest.raises(ConfigError, match="data.options.seed is a random seed"):
+        load_config({"data": {"source": "cbf", "options": {"seed": -1}}})
+
+
 def test_csv_options_are_validated_before_anything_runs():
     from rnnkit.build import load_config
     from rnnkit.config import ConfigError

@@ -58,6 +58,24 @@ def test_bad_csv_is_one_clear_error(tmp_path, text, match):
         read_csv_series(write(tmp_path, text), "date")
 
 
+@pytest.mark.parametrize("cell,match", [
+    ("inf", "the target holds 1 values beyond \\+-1e\\+30 \\(first inf at 2000-03\\)"),
+    ("1e309", "first inf at 2000-03"),  # float() of it is inf
+    ("-1e300", "first -1e\\+300 at 2000-03"),  # finite, but the float32 forecasts scaled back overflowed
+])
+def test_infinite_or_huge_values_are_refused_not_trained_into_nan(tmp_path, cell, match):
+    """A sweep found a series with ``inf`` trained into a NaN loss (exit 1, "lower training.lr"), and one value
+    of 1e300 into NaN metrics; NaN stays a gap."""
+    p = write(tmp_path, f"date,v,x\n2000-01-01,1,0\n2000-02-01,,0\n2000-03-01,{cell},0\n2000-04-01,4,0\n")
+    s = read_csv_series(p, "date", "v", ["x"])
+    with pytest.raises(DataError, match=match):
+        fill_gaps(s, "interpolate")
+    p = write(tmp_path, "date,v,x\n2000-01-01,1,0\n2000-02-01,2,-inf\n")
+    with pytest.raises(DataError, match="covariate 'x' holds 1 values beyond"):
+        fill_gaps(read_csv_series(p, "date", "v", ["x"]), "interpolate")
+    assert fill_gaps(from_array([1.0, np.nan, 1e30]), "interpolate").y.tolist() == [1.0, 5e29, 1e30]
+
+
 def test_embedded_sunspots():
     s = load_embedded_series("sunspots")
     assert len(s) == 309 and s.dates()[0] == "1700" and s.dates()[-1] == "2008"

@@ -168,7 +168,7 @@ class DataConfig:
         signature (did-you-mean), and ``limit`` is positive (``limit: 0`` left seq2seq without a training part)."""
         from rnnkit.data.sources import check_options
 
-        check_options(self.modality, self.source, self.options)
+        self.options = check_options(self.modality, self.source, self.options)
         if self.limit is not None:
             _positive(self, "limit")
 

@@ -28,6 +28,7 @@ from rnnkit.errors import ConfigError
 
 FREQS = ("D", "W", "M", "Q", "Y")
 SEASON = {"D": 7, "W": 52, "M": 12, "Q": 4, "Y": 1}  # default seasonal period m of each frequency
+MAX_VALUE = 1e30  # |value| of a series; float32, which forecasts are made in, ends at 3.4e38
 MISSING = {"", "na", "nan", "null", "none", "n/a", "-"}
 
 #: embedded series: name -> (file in rnnkit/data/embedded/, date column, target column, description)
@@ -258,7 +259,19 @@ def gaps(s: Series) -> dict:
 
 
 def fill_gaps(s: Series, how: str) -> Series:
-    """``error``: refuse any gap; ``interpolate`` (linear) or ``ffill``. Leading/trailing target gaps are trimmed."""
+    """``error``: refuse any gap; ``interpolate`` (linear) or ``ffill``. Leading/trailing target gaps are trimmed.
+    Every series passes here, so here values no forecast can hold are refused: infinite ones (a file's ``inf`` or
+    ``1e309``, a generated series that overflowed: the loss was NaN at the first step) and those beyond
+    ``MAX_VALUE`` (the network's float32 outputs overflowed when scaled back, so every metric was NaN)."""
+    names = list(s.covariates) + [f"column {j}" for j in range(len(s.covariates), s.X.shape[1])]
+    columns = [("the target", s.y)] + [(f"covariate '{names[j]}'", c) for j, c in enumerate(s.X.T)]
+    for what, v in columns:
+        with np.errstate(invalid="ignore"):
+            bad = np.flatnonzero(np.abs(v) > MAX_VALUE)  # NaN (a gap) compares False
+        if bad.size:
+            raise DataError(f"series '{s.name}': {what} holds {bad.size} values beyond +-{MAX_VALUE:g} (first "
+                            f"{v[bad[0]]:g} at {s.dates()[int(bad[0])]}); rescale the series, or leave those cells "
+                            "empty to mark them missing")
     g = gaps(s)
     if not g["missing"]:
         return s
@@ -569,7 +582,11 @@ def seasonal_source(d: Any, *, n: int = 144, growth: float = 0.01, amplitude: fl
         first = int(np.datetime64(start, "M").astype(np.int64))
     except ValueError:
         raise ConfigError(f"data.options.start must be a month such as '1990-01', got {start!r}") from None
-    y = seasonal_series(n, SEASON["M"], growth, amplitude, noise, np.random.default_rng(seed))
+    with np.errstate(over="ignore"):
+        y = seasonal_series(n, SEASON["M"], growth, amplitude, noise, np.random.default_rng(seed))
+    if not (np.abs(y) <= MAX_VALUE).all():
+        raise ConfigError(f"data.options: growth {growth}, amplitude {amplitude} and noise {noise} over {n} months "
+                          f"take the series past {MAX_VALUE:g}; choose smaller ones (the defaults: 0.01, 0.2, 0.04)")
     return Series(y, np.zeros((n, 0)), periods=np.arange(first, first + n, dtype=np.int64), freq="M",
                   name="seasonal")
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -77,32 +78,47 @@ def get_source(modality: str, name: str) -> Source:
     return known[name]
 
 
-def _type_ok(value: Any, hint: Any) -> bool:
+SEED_OPTIONS = ("seed", "permute")  # options that seed numpy's generators, which take no negative seed
+_WRONG = object()  # "not of the hinted type", distinct from every option value
+
+
+def _as_type(value: Any, hint: Any) -> Any:
+    """``value`` as the type ``hint`` names, or ``_WRONG``. A string that spells a number is the float it means
+    where a float is wanted: YAML 1.1 reads ``noise: 1e-2`` as the string '1e-2' (the main config does the same)."""
     if hint is inspect.Parameter.empty or hint is Any:
-        return True
+        return value
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, a) for a in args)
+        for arg in args:
+            if (cast := _as_type(value, arg)) is not _WRONG:
+                return cast
+        return _WRONG
     if hint is type(None):
-        return value is None
+        return value if value is None else _WRONG
     if origin is typing.Literal:
-        return value in args
+        return value if value in args else _WRONG
     if origin is not None:
         hint = origin
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint) if isinstance(hint, type) else True
+    if hint is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return _WRONG
+    if hint in (int, float):
+        ok = isinstance(value, int | float if hint is float else int) and not isinstance(value, bool)
+        return (float(value) if hint is float else value) if ok else _WRONG
+    return value if not isinstance(hint, type) or isinstance(value, hint) else _WRONG
 
 
-def check_options(modality: str, name: str, options: Any) -> None:
-    """ConfigError unless ``options`` is a mapping of the source's keyword options with values of their types."""
+def check_options(modality: str, name: str, options: Any) -> dict:
+    """The source's options checked and cast (ConfigError unless ``options`` is a mapping of the source's
+    keyword options with finite values of their types); the caller uses the returned mapping."""
     src = get_source(modality, name)
     if not isinstance(options, dict):
         raise ConfigError(f"data.options must be a mapping (key: value lines), got {type(options).__name__}")
     allowed = src.options
     hints = typing.get_type_hints(src.load)
+    checked = {}
     for key, value in options.items():
         if key not in allowed:
             close = difflib.get_close_matches(str(key), list(allowed), n=1)
@@ -111,17 +127,25 @@ def check_options(modality: str, name: str, options: Any) -> None:
                 f"; source {name} takes no options"
             raise ConfigError(f"data.options.{key}: unknown option{hint}{have}")
         want = hints.get(key, allowed[key].annotation)
-        if not _type_ok(value, want):
+        if (cast := _as_type(value, want)) is _WRONG:
             shown = getattr(want, "__name__", str(want)).replace("typing.", "")
             raise ConfigError(f"data.options.{key} must be {shown}, got {value!r}")
+        if isinstance(cast, float) and not math.isfinite(cast):
+            raise ConfigError(f"data.options.{key} must be a finite number, got {value!r}")
+        if isinstance(cast, int) and not isinstance(cast, bool) and abs(cast) > 2**53:
+            raise ConfigError(f"data.options.{key}: {cast} is far too large")
+        if key in SEED_OPTIONS and isinstance(cast, int) and cast < 0:
+            raise ConfigError(f"data.options.{key} is a random seed and must be >= 0, got {cast}")
+        checked[key] = cast
+    return checked
 
 
 def load_part(modality: str, d: Any, part: str | None = None) -> Any:
     """Load ``part`` (or the whole source when ``part`` is None) of the configured source ``d.source``."""
     src = get_source(modality, d.source)
-    check_options(modality, d.source, d.options)
+    options = check_options(modality, d.source, d.options)
     args = (d,) if part is None else (d, part)
-    return src.load(*args, **d.options)
+    return src.load(*args, **options)
 
 
 __all__ = ["MODALITIES", "SOURCES", "Source", "check_options", "get_source", "load_part", "register_source",
