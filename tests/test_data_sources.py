@@ -296,6 +296,10 @@ def test_source_options_are_cast_like_the_config_and_refuse_what_numpy_cannot_ta
             load_part("series", load_config(data(**options)).data)
     with pytest.raises(ConfigError, match="data.options.seed is a random seed"):
         load_config({"data": {"source": "cbf", "options": {"seed": -1}}})
+    for task in ("sequence_classification", "forecasting", "seq2seq"):
+        for bad in ("", ";;"):  # Python's csv raised TypeError: an internal error
+            with pytest.raises(ConfigError, match="data.options.delimiter must be one character"):
+                load_config({"task": task, "data": {"source": "csv", "options": {"delimiter": bad}}})
 
 
 def test_csv_options_are_validated_before_anything_runs():

@@ -136,6 +136,9 @@ def check_options(modality: str, name: str, options: Any) -> dict:
             raise ConfigError(f"data.options.{key}: {cast} is far too large")
         if key in SEED_OPTIONS and isinstance(cast, int) and cast < 0:
             raise ConfigError(f"data.options.{key} is a random seed and must be >= 0, got {cast}")
+        if key == "delimiter" and isinstance(cast, str) and len(cast) != 1:  # Python's csv takes one character
+            raise ConfigError(f"data.options.delimiter must be one character (such as ',', ';' or a tab), got "
+                              f"{cast!r}")
         checked[key] = cast
     return checked
 
