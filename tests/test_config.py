@@ -46,6 +46,9 @@ def test_defaults_and_task_specific_model_section(tmp_path):
     ("training: {lr: 1.0e+300}", "training.lr: 1e+300 is far too large (at most 1000"),  # overflowed float32
     ("training: {weight_decay: 1.0e+300}", "training.weight_decay: 1e+300 is far too large"),  # in the optimiser
     ("training: {min_lr: 5000}", "training.min_lr: 5000 is far too large"),
+    ("task: forecasting\nmodel: {pooling: max}",  # --set task=forecasting on a classifier's config
+     "model.pooling is a key of task sequence_classification, text_classification, not of forecasting; remove it"),
+    ("task: language_model\ndata: {horizon: 3}", "data.horizon is a key of task forecasting, not of language_model"),
 ])
 def test_mistakes_are_one_line_config_errors(tmp_path, text, message):
     with pytest.raises(ConfigError) as e:

@@ -63,7 +63,7 @@ def test_splits_fixed_by_data_seed():
     ({"cell": "lstm", "init": "identity"}, {}, "needs cell: rnn"),
     ({}, {"num_steps": 0}, "num_steps must be >= 1"),
     ({}, {"val_size": -1}, "val_size must be >= 0"),
-    ({}, {"source": "npz"}, "unknown key 'data.source'"),
+    ({}, {"source": "npz"}, "data.source is a key of task forecasting, .*, not of adding; remove it"),
 ])
 def test_config_errors(model, data, match):
     with pytest.raises(ConfigError, match=match):

@@ -23,7 +23,7 @@ from rnnkit.config import (
     read_yaml,
 )
 from rnnkit.errors import RunExists
-from rnnkit.tasks import get_task
+from rnnkit.tasks import get_task, task_names
 from rnnkit.training import checkpoint as ckpt
 from rnnkit.training.core import Objective
 from rnnkit.training.engine import Trainer
@@ -42,6 +42,24 @@ def load_config(source: str | Path | dict | Config, overrides: typing.Sequence[s
     return from_dict(expand_env(raw))
 
 
+def _other_tasks_keys(raw: dict, task_name: str, types_: dict[str, type]) -> None:
+    """A model or data key that this task lacks but another task has (``task`` changed, the rest left, as in
+    ``--set task=forecasting`` on a classifier's config) is named with the tasks it belongs to."""
+    for section, cls in types_.items():
+        given = raw.get(section)
+        if not isinstance(given, dict):
+            continue
+        own = {f.name for f in dataclasses.fields(cls)}
+        for key in given:
+            if key in own:
+                continue
+            owners = [name for name in task_names() if name != task_name and key in
+                      {f.name for f in dataclasses.fields(getattr(get_task(name), f"{section}_config"))}]
+            if owners:
+                raise ConfigError(f"{section}.{key} is a key of task {', '.join(owners)}, not of {task_name}; "
+                                  "remove it, or set the task it was written for")
+
+
 def from_dict(raw: dict) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError("a config must be a mapping with sections name/task/model/data/training")
@@ -50,6 +68,7 @@ def from_dict(raw: dict) -> Config:
         raise ConfigError("task must be a string such as sequence_classification")
     task = get_task(task_name)
     types_ = {"model": task.model_config, "data": task.data_config}
+    _other_tasks_keys(raw, task_name, types_)
     cfg = build_section(Config, raw, "", types_)
     for section in (cfg.model, cfg.data, cfg.training):
         section.check()

@@ -42,11 +42,16 @@ def get_task(name: str) -> type[Task]:
     if name not in TASKS and name in _BUILTIN:
         importlib.import_module(_BUILTIN[name])
     if name not in TASKS:
-        known = sorted(set(TASKS) | set(_BUILTIN))
+        known = task_names()
         close = difflib.get_close_matches(name, known, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"task: unknown task '{name}'{hint}; known tasks: {', '.join(known)}")
     return TASKS[name]
+
+
+def task_names() -> list[str]:
+    """Every task a config can name: the built-in ones and any registered since."""
+    return sorted(set(TASKS) | set(_BUILTIN))
 
 
 def providers(verb: str) -> list[str]:
@@ -65,4 +70,4 @@ def require(run, verb: str, command: str) -> None:
         raise ConfigError(f"{run.path} is a {run.config.task} run; {command} needs a run of {need}")
 
 
-__all__ = ["TASKS", "Task", "get_task", "providers", "register_task", "require"]
+__all__ = ["TASKS", "Task", "get_task", "providers", "register_task", "require", "task_names"]
