@@ -168,7 +168,8 @@ class DataConfig:
         signature (did-you-mean), and ``limit`` is positive (``limit: 0`` left seq2seq without a training part)."""
         from rnnkit.data.sources import check_options
 
-        self.options = check_options(self.modality, self.source, self.options)
+        options = check_options(self.modality, self.source, self.options)
+        self.options = {k: _check_number(v, f"data.options.{k}", self.options[k]) for k, v in options.items()}
         if self.limit is not None:
             _positive(self, "limit")
 
@@ -384,12 +385,19 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             pass
     if isinstance(value, bool) and expected is not bool or not isinstance(value, expected):
         raise ConfigError(f"{key} must be {names.get(expected, expected)}, got {value!r}")
-    if expected is float and not math.isfinite(value):
-        raise ConfigError(f"{key} must be a finite number, got {value!r}")
-    if expected is int and abs(value) > 2**53:
-        raise ConfigError(f"{key}: {value} is far too large")
+    _check_number(value, key)
     if expected is list:
         _check_numbers(value, key)
+    return value
+
+
+def _check_number(value: Any, key: str, given: Any = None) -> Any:
+    """A float must be finite and an int within 2**53 (what float64 holds exactly); other values pass. Config
+    keys and the sources' ``data.options`` go through here; ``given``: the value as written, for the message."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value if given is None else given!r}")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+        raise ConfigError(f"{key}: {value} is far too large")
     return value
 
 

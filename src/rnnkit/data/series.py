@@ -266,8 +266,7 @@ def fill_gaps(s: Series, how: str) -> Series:
     names = list(s.covariates) + [f"column {j}" for j in range(len(s.covariates), s.X.shape[1])]
     columns = [("the target", s.y)] + [(f"covariate '{names[j]}'", c) for j, c in enumerate(s.X.T)]
     for what, v in columns:
-        with np.errstate(invalid="ignore"):
-            bad = np.flatnonzero(np.abs(v) > MAX_VALUE)  # NaN (a gap) compares False
+        bad = np.flatnonzero(np.abs(v) > MAX_VALUE)  # NaN (a gap) compares False, without a warning
         if bad.size:
             raise DataError(f"series '{s.name}': {what} holds {bad.size} values beyond +-{MAX_VALUE:g} (first "
                             f"{v[bad[0]]:g} at {s.dates()[int(bad[0])]}); rescale the series, or leave those cells "
