@@ -261,3 +261,20 @@ def test_native_dropout_falls_back_without_the_kernel(monkeypatch):
     torch.manual_seed(1)
     assert torch.equal(a, torch.nn.functional.dropout(x, 0.5, True))
     assert torch.equal(native.dropout(x, 1.0), torch.zeros_like(x))
+
+
+def test_the_constant_mark_is_the_decorators_and_import_skips_dynamo():
+    """`why_unavailable` carries torch.compiler.assume_constant_result's mark, set by hand: the decorator imports
+    torch._dynamo (three seconds) to set it. Should a torch release mark functions otherwise, this fails rather than
+    compiled graphs silently tracing the kernel's file checks; and `import rnnkit` must not pull torch._dynamo in."""
+    import subprocess
+    import sys
+
+    def probe() -> None: ...
+
+    marked = torch.compiler.assume_constant_result(probe)
+    added = dict(vars(marked))
+    assert added and all(getattr(native.why_unavailable, k, None) == v for k, v in added.items())
+    code = "import sys, rnnkit.cli; print('torch._dynamo' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -119,7 +119,6 @@ def _build() -> None:
         print(f"rnnkit: native kernel built in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
 
 
-@torch.compiler.assume_constant_result  # compiled graphs take the answer as a constant instead of tracing it
 def why_unavailable() -> str | None:
     """Why the kernel cannot run here (with the fix), or None when it can — built already, or buildable: a C++
     compiler and ninja are present. Never compiles."""
@@ -137,6 +136,13 @@ def why_unavailable() -> str | None:
     if not _ninja_on_path():
         return "ninja is not installed to build it (pip install ninja)"
     return None
+
+
+# Compiled graphs take the answer as a constant instead of tracing the file checks. This is the mark that
+# torch.compiler.assume_constant_result sets; the decorator itself imports torch._dynamo to set it, three seconds
+# added to every `import rnnkit` (the CLI's one-line errors included). tests/test_compile.py checks that the mark
+# is still the decorator's.
+why_unavailable._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
 def available() -> bool:
