@@ -18,7 +18,7 @@ CONFIG = {
     "name": "killme",
     "model": {"cell": "lstm", "hidden_size": 8, "head_dropout": 0.1},
     "data": {"source": "embedded", "limit": 200, "val_fraction": 0.2, "test_fraction": 0.1},
-    "training": {"epochs": 80, "batch_size": 16, "checkpoint_every_steps": 3, "num_threads": 1, "schedule": "cosine",
+    "training": {"epochs": 30, "batch_size": 16, "checkpoint_every_steps": 3, "num_threads": 1, "schedule": "cosine",
                  "device": "cpu"},
 }
 
