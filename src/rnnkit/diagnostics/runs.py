@@ -136,7 +136,7 @@ def plot_gradients(ax, reports: list[tuple[str, GradientReport]]) -> None:
 def gradient_figure(reports: list[tuple[str, GradientReport]], title: str = ""):
     from rnnkit.report import figure
 
-    fig = figure(6.4, 3.4)
+    fig = figure(6.4, 3.4, grid=(1, 1), left=1.1)
     ax = fig.add_subplot()
     plot_gradients(ax, reports)
     ax.set_title(title or "gradient through time", fontsize=9)
@@ -149,7 +149,7 @@ def history_figure(history: list[dict]):
 
     from rnnkit.report import figure
 
-    fig = figure(9.0, 3.2)
+    fig = figure(9.0, 3.2, grid=(1, 2), left=0.9, wgap=0.9)
     ax, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     cmap, last = matplotlib.colormaps["viridis"], max(history[-1]["step"], 1)
     first_layer = next(iter(history[0]["layers"]))
@@ -173,7 +173,7 @@ def gate_figure(traces: list[Trace], bins: int = 40):
 
     rows = [t for t in traces if t.gates][:4]
     cols = max(len(t.gates) for t in rows)
-    fig = figure(2.6 * cols, 2.0 * len(rows) + 0.3)
+    fig = figure(2.6 * cols, 2.0 * len(rows) + 0.3, grid=(len(rows), cols), left=0.2, wgap=0.3)
     for i, t in enumerate(rows):
         for j, (name, v) in enumerate(t.gates.items()):
             ax = fig.add_subplot(len(rows), cols, i * cols + j + 1)
@@ -190,7 +190,7 @@ def hidden_figure(traces: list[Trace], index: int = 0):
     from rnnkit.report import figure
 
     shown = traces[:4]
-    fig = figure(7.5, 1.8 * len(shown) + 0.4)
+    fig = figure(7.5, 1.8 * len(shown) + 0.4, grid=(len(shown), 1), right=0.6, hgap=0.3)
     for i, t in enumerate(shown):
         h = t.hidden[index]  # (T, H)
         if t.active is not None:

@@ -635,7 +635,7 @@ class Forecasting(Task):
 
     # ---- report ----------------------------------------------------------------------------------------
     def report_sections(self, run_dir: Path, metrics: dict, model: nn.Module | None = None) -> list:
-        from rnnkit.report import Section, have_matplotlib, table
+        from rnnkit.report import Section, have_matplotlib, png, table
 
         test, base = metrics.get("test"), metrics.get("baselines")
         if not test or not base:
@@ -671,23 +671,34 @@ class Forecasting(Task):
 
             write_predictions(self._records(data, pred, lo, hi), run_dir / "test_forecasts.csv")
             if have_matplotlib():
-                sections.append(Section("Forecasts", self._plot(data, pred, lo, hi)
+                sections.append(Section("Forecasts", png(self.forecast_figure(data, pred, lo, hi))
                                         + "<p>All test forecasts with intervals: <code>test_forecasts.csv</code>.</p>"))
         return sections
 
-    def _plot(self, data: Windows, pred, lo, hi) -> str:
-        from rnnkit.report import figure, png
+    def forecast_figure(self, data: Windows, pred: np.ndarray, lo: np.ndarray | None, hi: np.ndarray | None):
+        """The series with the test forecasts (pred, lo, hi: (origins, horizon)) and any future forecast."""
+        from rnnkit.report import figure
 
         s = data.series
-        fig = figure(9.6, 3.8)
+        fig = figure(9.6, 3.8, grid=(1, 1), left=0.9)
         ax = fig.add_subplot()
         ax.plot(np.arange(len(s)), s.y, color="0.45", lw=1, label="history")
-        for h, style in ((0, "-"), (pred.shape[1] - 1, "--"))[: 1 if pred.shape[1] == 1 else 2]:
-            x = data.origins + h + 1
-            ax.plot(x, pred[:, h], style, color="C0" if h == 0 else "C1", lw=1.2, label=f"test forecast, {h + 1} ahead")
-            if lo is not None:
-                ax.fill_between(x, lo[:, h], hi[:, h], color="C0" if h == 0 else "C1", alpha=0.2,
-                                label=f"{round(100 * self.interval_level)} % interval, {h + 1} ahead")
+        level = f"{round(100 * self.interval_level)} % interval" if lo is not None else ""
+        if len(data.origins) < 3:  # few origins (a test split one horizon long): each origin's whole path
+            for i, origin in enumerate(data.origins):
+                x = origin + 1 + np.arange(pred.shape[1])
+                ax.plot(x, pred[i], "-o" if len(x) == 1 else "-", ms=3, color=f"C{i}", lw=1.2,
+                        label=f"test forecast, 1-{pred.shape[1]} ahead")
+                if lo is not None:
+                    ax.fill_between(x, lo[i], hi[i], color=f"C{i}", alpha=0.2, label=level)
+        else:  # the 1-step and the last-step forecasts of every origin
+            for h, style in ((0, "-"), (pred.shape[1] - 1, "--"))[: 1 if pred.shape[1] == 1 else 2]:
+                x = data.origins + h + 1
+                ax.plot(x, pred[:, h], style, color="C0" if h == 0 else "C1", lw=1.2,
+                        label=f"test forecast, {h + 1} ahead")
+                if lo is not None:
+                    ax.fill_between(x, lo[:, h], hi[:, h], color="C0" if h == 0 else "C1", alpha=0.2,
+                                    label=f"{level}, {h + 1} ahead")
         if self.future:
             x = len(s) + np.arange(len(self.future))
             ax.plot(x, [r["forecast"] for r in self.future], color="C3", lw=1.4, label="forecast")
@@ -701,7 +712,7 @@ class Forecasting(Task):
         ax.axvline(data.origins[0] + 0.5, color="k", lw=0.6, ls=":")
         ax.set_title(f"{s.name}: history, test forecasts and intervals")
         ax.legend(fontsize=7, loc="upper left")
-        return png(fig)
+        return fig
 
 
 def write_forecast_csv(records: list[dict], path: Path | None) -> None:
