@@ -223,5 +223,5 @@ pre{{background:#f6f6f6;padding:.5em;overflow:auto}}img{{max-width:100%}}h2{{bor
     return path
 
 
-__all__ = ["SECTION_HOOKS", "Section", "confusion_section", "figure", "png", "register_section", "table",
+__all__ = ["MARGINS", "SECTION_HOOKS", "Section", "confusion_section", "figure", "png", "register_section", "table",
            "write_report"]
