@@ -19,8 +19,8 @@ CONFIGS = {
     "classification": {"task": "sequence_classification", "model": {"cell": "gru", "hidden_size": 8},
                        "data": {"source": "embedded", "limit": 120, "test_fraction": 0.2}},
     "bi-lstm-mean": {"task": "sequence_classification",
-                     "model": {"cell": "lstm", "hidden_size": 6, "bidirectional": True, "num_layers": 2,
-                               "layer_norm": True, "pooling": "mean"},
+                     "model": {"cell": "lstm", "hidden_size": 6, "bidirectional": True, "layer_norm": True,
+                               "pooling": "mean"},  # two stacked layers: tests/test_export.py (30 s more here)
                      "data": {"source": "embedded", "limit": 120, "test_fraction": 0.2}},
     "forecasting": {"task": "forecasting", "model": {"cell": "gru", "hidden_size": 8},
                     "data": {"source": "array", "values": SERIES, "lookback": 12, "horizon": 3, "season": 12,
