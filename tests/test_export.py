@@ -121,3 +121,27 @@ def test_compile_fullgraph_trains(name, kw, with_lengths):
                 torch.testing.assert_close(a, b.detach(), atol=1e-5, rtol=1e-5)
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_a_saved_program_with_the_native_op_loads_after_import_rnnkit(tmp_path):
+    """The documented way to run a .pt2 (`import rnnkit, torch; torch.export.load(...)`) works in a fresh
+    process: `import rnnkit` alone registers the kernel's custom op that the graph calls."""
+    import subprocess
+    import sys
+
+    model = _model("LSTM", {}, True)
+    example = _inputs(3, 6, True)
+    ep = torch.export.export(model, example, dynamic_shapes=_dynamic(True))
+    if not any("rnnkit" in str(n.target) for n in ep.graph.nodes):
+        pytest.skip("this layer exported without the native kernel here")
+    torch.export.save(ep, tmp_path / "m.pt2")
+    torch.save(example, tmp_path / "x.pt")
+    with torch.no_grad():
+        torch.save(model(*example), tmp_path / "want.pt")
+    code = ("import sys, rnnkit, torch\n"
+            "p = torch.export.load(sys.argv[1] + '/m.pt2').module()\n"
+            "got, want = p(*torch.load(sys.argv[1] + '/x.pt')), torch.load(sys.argv[1] + '/want.pt')\n"
+            "print(max(float((a - b).abs().max()) for a, b in zip(got, want)))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.split()[-1]) < 1e-5
