@@ -86,6 +86,7 @@ def test_variable_lengths_validation_data_and_refit(tmp_path):
     assert list(clf.classes_) == [0, 1]
     assert clf.predict(seqs[:4]).shape == (4,)
     assert (tmp_path / "run" / "data" / "val.npz").is_file()
+    assert (tmp_path / "run" / "report.html").is_file()  # a folder of the user's: written as rnnkit train does
     first = clf.run_dir_
     clf.fit(seqs, y)  # fit again: retrains from scratch into its own folder
     assert clf.run_dir_ == first
@@ -105,12 +106,16 @@ def test_per_step_tagger():
 
 def test_save_load_and_pickle(fitted, tmp_path):
     clf, X, _ = fitted
+    assert not (clf.run_dir_ / "report.html").exists()  # a temporary folder: the report waits for save
     saved = clf.save(tmp_path / "kept")
+    page = (saved / "report.html").read_text()
+    assert all(f"<h2>{t}" in page for t in ("Results", "Training curves", "Confusion matrix (val)", "Hidden states"))
     back = rnnkit.load(saved)
     assert isinstance(back, rnnkit.SequenceClassifier)
     assert back.get_params()["hidden_size"] == 12 and list(back.classes_) == ["down", "up"]
     np.testing.assert_allclose(back.predict_proba(X[:5]), clf.predict_proba(X[:5]), atol=1e-6)
     assert str(saved.resolve()) in (saved / "config.yaml").read_text()  # the copy reads its own data
+    assert str(clf.run_dir_) not in (saved / "run.json").read_text() + page  # nor names the temporary folder
     clone = pickle.loads(pickle.dumps(clf))
     np.testing.assert_allclose(clone.predict_proba(X[:5]), clf.predict_proba(X[:5]), atol=1e-6)
 

@@ -138,10 +138,11 @@ def check_resume_overrides(overrides: typing.Sequence[str]) -> None:
 
 def fit(config: Config | str | Path | dict, out: str | Path | None = None, *, resume: str | Path | None = None,
         overrides: tuple[str, ...] | list[str] = (), command: str = "", quiet: bool = False,
-        resume_from: str = "last") -> tuple[Path, dict]:
+        resume_from: str = "last", report: bool = True) -> tuple[Path, dict]:
     """Train (or resume) a run from a config; returns ``(run_dir, final metrics)``. Everything is validated before
     the run folder is created; an existing folder is never overwritten; the process holds the run folder's lock
-    (one writer per run). ``resume_from``: the checkpoint a resume starts from, ``last`` or ``best``."""
+    (one writer per run). ``resume_from``: the checkpoint a resume starts from, ``last`` or ``best``. ``report``:
+    write ``report.html`` at the end (:func:`write_run_report` writes it later)."""
     import shutil
 
     from rnnkit.training.engine import Dist
@@ -160,9 +161,9 @@ def fit(config: Config | str | Path | dict, out: str | Path | None = None, *, re
         cfg = load_config(config, overrides)
         run_dir = resolve_run_dir(cfg, out)
     if cfg.training.ensemble > 1:
-        return _fit_ensemble(cfg, run_dir, command, quiet)
+        return _fit_ensemble(cfg, run_dir, command, quiet, report)
     task = get_task(cfg.task)(cfg)  # a built-in task is both the Data and the Objective
-    trainer = Trainer(cfg.training, callbacks=cfg.callbacks, command=command, quiet=quiet)
+    trainer = Trainer(cfg.training, callbacks=cfg.callbacks, command=command, quiet=quiet, report=report)
     created = not run_dir.exists()
     main = Dist.from_env().rank == 0
     lock = run_lock(run_dir) if main else _nullcontext()
@@ -201,7 +202,7 @@ def _member_weights(run_dir: Path, k: int) -> dict:
     return ckpt.tensors_from_bytes(ckpt.read_checkpoint(where)["model.safetensors"])
 
 
-def _fit_ensemble(cfg: Config, run_dir: Path, command: str, quiet: bool) -> tuple[Path, dict]:
+def _fit_ensemble(cfg: Config, run_dir: Path, command: str, quiet: bool, report: bool) -> tuple[Path, dict]:
     """Train (or continue) every member into ``run_dir/members/k``, then evaluate and save the ensemble."""
     import json
 
@@ -262,10 +263,23 @@ def _fit_ensemble(cfg: Config, run_dir: Path, command: str, quiet: bool) -> tupl
         info |= {"name": cfg.name, "ensemble": K, "members": [f"members/{k}" for k in range(K)],
                  "reproduce": f"rnnkit train {run_dir / 'config.yaml'} --out {run_dir}-repro"}
         (run_dir / "run.json").write_text(json.dumps(info, indent=1) + "\n")
-        from rnnkit.report import write_report
+        if report:
+            from rnnkit.report import write_report
 
-        write_report(run_dir, task=task, model=model.cpu(), metrics=metrics)
+            write_report(run_dir, task=task, model=model.cpu(), metrics=metrics)
     return run_dir, metrics
+
+
+def write_run_report(run_dir: str | Path) -> Path:
+    """Write (or redraw) ``run_dir/report.html`` of a finished run: its best weights, its data split again."""
+    from rnnkit.api import Run
+    from rnnkit.report import write_report
+
+    run = Run.load(run_dir)
+    state = run.task.state()
+    run.task.setup()  # the report's sections score the test split and look at a validation batch
+    run.task.load_state(state)
+    return write_report(run.path, task=run.task, model=run.model)
 
 
 def _nullcontext():

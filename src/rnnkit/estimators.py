@@ -160,9 +160,13 @@ class _Estimator:
 
         cfg = self._config(data)
         try:
-            fit(cfg, run_dir, command=f"{type(self).__name__}.fit", quiet=not self.verbose)
+            fit(cfg, run_dir, command=f"{type(self).__name__}.fit", quiet=not self.verbose, report=False)
         finally:  # the data files go into the run folder, and its config.yaml points there
             settle(run_dir, staging_dir(run_dir))
+        if self.out is not None:  # a temporary folder gets its report when saved: most of a small fit's time
+            from rnnkit.build import write_run_report
+
+            write_run_report(run_dir)
         classes = getattr(self, "classes_", None)
         if classes is not None and classes.dtype.kind in "biufUS":  # the original labels, for load()
             (run_dir / "data").mkdir(exist_ok=True)
@@ -185,6 +189,10 @@ class _Estimator:
             raise ValueError(f"{path} already exists; give a new folder")
         shutil.copytree(self.run_dir_, path)
         relocate(path, Path(self.run_dir_), path)
+        if not (path / "report.html").exists():  # fitted into a temporary folder: no report yet
+            from rnnkit.build import write_run_report
+
+            write_run_report(path)
         return path
 
     # ---- pickling (scikit-learn's joblib and clone of fitted estimators) ------------------------------------

@@ -115,9 +115,12 @@ def write_series_csv(path: Path, series: Any) -> dict:
 
 
 def relocate(run_dir: Path, old: Path, new: Path) -> None:
-    cfg = run_dir / "config.yaml"
-    if cfg.is_file():
-        cfg.write_text(cfg.read_text().replace(str(old.resolve()), str(new.resolve())))
+    """A run folder copied from ``old`` to ``new``: its config's data paths and run.json's reproduce line name
+    the copy."""
+    for name in ("config.yaml", "run.json"):
+        f = run_dir / name
+        if f.is_file():
+            f.write_text(f.read_text().replace(str(old.resolve()), str(new.resolve())))
 
 
 _IN_MEMORY = {"X", "y", "lengths", "texts", "labels", "text", "series"}
