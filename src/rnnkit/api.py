@@ -144,6 +144,16 @@ class Run:
             return self.task.dynamic_evaluate(self.model, prepared, self.device, float(dynamic_lr))
         return self.task.evaluate(self.model, prepared, self.device)
 
+    def write_report(self) -> Path:
+        """Write (or redraw) the run folder's ``report.html`` from this checkpoint's weights; its sections score
+        the test split and look at a validation batch, so the configured data is split again."""
+        from rnnkit.report import write_report
+
+        state = self.task.state()
+        self.task.setup()
+        self.task.load_state(state)
+        return write_report(self.path, task=self.task, model=self.model)
+
     def predict(self, data: Any, lengths: np.ndarray | None = None) -> list[dict]:
         """Predictions for ``data``: a .npz/.csv path, a SequenceData, or X (N, T, D) with optional lengths."""
         if lengths is not None:

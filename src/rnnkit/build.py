@@ -142,7 +142,7 @@ def fit(config: Config | str | Path | dict, out: str | Path | None = None, *, re
     """Train (or resume) a run from a config; returns ``(run_dir, final metrics)``. Everything is validated before
     the run folder is created; an existing folder is never overwritten; the process holds the run folder's lock
     (one writer per run). ``resume_from``: the checkpoint a resume starts from, ``last`` or ``best``. ``report``:
-    write ``report.html`` at the end (:func:`write_run_report` writes it later)."""
+    write ``report.html`` at the end (``Run.load(run_dir).write_report()`` writes it later)."""
     import shutil
 
     from rnnkit.training.engine import Dist
@@ -268,18 +268,6 @@ def _fit_ensemble(cfg: Config, run_dir: Path, command: str, quiet: bool, report:
 
             write_report(run_dir, task=task, model=model.cpu(), metrics=metrics)
     return run_dir, metrics
-
-
-def write_run_report(run_dir: str | Path) -> Path:
-    """Write (or redraw) ``run_dir/report.html`` of a finished run: its best weights, its data split again."""
-    from rnnkit.api import Run
-    from rnnkit.report import write_report
-
-    run = Run.load(run_dir)
-    state = run.task.state()
-    run.task.setup()  # the report's sections score the test split and look at a validation batch
-    run.task.load_state(state)
-    return write_report(run.path, task=run.task, model=run.model)
 
 
 def _nullcontext():

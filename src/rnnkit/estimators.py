@@ -164,9 +164,7 @@ class _Estimator:
         finally:  # the data files go into the run folder, and its config.yaml points there
             settle(run_dir, staging_dir(run_dir))
         if self.out is not None:  # a temporary folder gets its report when saved: most of a small fit's time
-            from rnnkit.build import write_run_report
-
-            write_run_report(run_dir)
+            Run.load(run_dir).write_report()
         classes = getattr(self, "classes_", None)
         if classes is not None and classes.dtype.kind in "biufUS":  # the original labels, for load()
             (run_dir / "data").mkdir(exist_ok=True)
@@ -190,9 +188,9 @@ class _Estimator:
         shutil.copytree(self.run_dir_, path)
         relocate(path, Path(self.run_dir_), path)
         if not (path / "report.html").exists():  # fitted into a temporary folder: no report yet
-            from rnnkit.build import write_run_report
+            from rnnkit.api import Run
 
-            write_run_report(path)
+            Run.load(path).write_report()
         return path
 
     # ---- pickling (scikit-learn's joblib and clone of fitted estimators) ------------------------------------
