@@ -266,3 +266,18 @@ def test_retention_does_not_hang_on_the_traced_graph():
     assert r.grad_fn is None and not r.requires_grad
     want = layer.cell.bounded(params).abs() * ((gx + layer.cell.bounded(params) * h + layer.bias_hh_l0) > 0)
     torch.testing.assert_close(r, want.detach().to(r.dtype))
+
+
+def test_a_layer_run_twice_in_one_forward_gets_one_trace_name_per_call():
+    """A language model runs its layer once per segment between document resets: the two traces of one layer
+    were both called 'layer 0' in the report's table, legend and hidden-state panels."""
+    torch.manual_seed(0)
+    layer = rnnkit.GRU(3, 4, bidirectional=True)
+    x = torch.randn(2, 6, 3)
+
+    def two_segments(m):
+        out, h = m(x[:, :4])
+        return m(x[:, 4:], h)[0].sum() + out.sum()
+
+    names = [t.name for t in trace(layer, two_segments).layers]
+    assert names == ["layer 0", "layer 0 reverse", "layer 0 (call 2)", "layer 0 reverse (call 2)"]

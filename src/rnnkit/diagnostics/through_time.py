@@ -166,6 +166,9 @@ def _traced_forward(layer: Recurrent, traces: list[Trace], prefix: str):
         names = (*cell.sigmoid_gates, *(["retention"] if gates and "retention" in gates[0] else []))
         gate_t = {n: torch.stack([gt[n] for gt in gates], 1) for n in names}
         name = f"{prefix}layer {k}" + (" reverse" if d else "")
+        calls = sum(t.name == name or t.name.startswith(f"{name} (call ") for t in traces)
+        if calls:  # the layer runs again in one forward (a language model's segments between document resets)
+            name += f" (call {calls + 1})"
         traces.append(Trace(name, cell.name, bool(d), to_time(out.detach()),
                             {n: to_time(v) for n, v in gate_t.items()}, active, _steps=hs))
         return out, s
