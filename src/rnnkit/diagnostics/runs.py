@@ -25,7 +25,7 @@ import torch
 
 from rnnkit.config import ConfigError
 from rnnkit.diagnostics.through_time import GradientReport, Trace, gate_statistics, trace
-from rnnkit.report import Section, register_section
+from rnnkit.report import Section, integer_x, register_section
 from rnnkit.training.callbacks import Callback, Context, register_callback
 
 HISTORY = "grad_through_time.jsonl"
@@ -128,7 +128,7 @@ def plot_gradients(ax, reports: list[tuple[str, GradientReport]]) -> None:
         for t in g.layers:
             n = np.where(t.norms > 0, t.norms, np.nan)  # underflow to 0 is off the log scale
             ax.semilogy(np.arange(1, len(n) + 1), n, label=f"{label} {t.name}".strip() + f" ({t.cell})")
-    ax.set_xlabel("time step t")
+    integer_x(ax, "time step t")
     ax.set_ylabel("mean ||dL/dh_t||")
     ax.legend(fontsize=7)
 
@@ -157,13 +157,13 @@ def history_figure(history: list[dict]):
         n = np.asarray(rec["layers"][first_layer]["norms"], dtype=float)
         ax.semilogy(np.arange(1, len(n) + 1), np.where(n > 0, n, np.nan), color=cmap(rec["step"] / last), lw=0.8)
     ax.set_title(f"{first_layer}: ||dL/dh_t|| during training (dark: early)", fontsize=9)
-    ax.set_xlabel("time step t")
+    integer_x(ax, "time step t")
     for name in history[0]["layers"]:
         ratios = [rec["layers"][name]["ratio"] for rec in history]
         ax2.semilogy([rec["step"] for rec in history], np.where(np.asarray(ratios) > 0, ratios, np.nan), marker="o",
                      ms=3, label=name)
     ax2.set_title("first-step / last-step gradient ratio", fontsize=9)
-    ax2.set_xlabel("optimiser step")
+    integer_x(ax2, "optimiser step")
     ax2.legend(fontsize=7)
     return fig
 
@@ -199,6 +199,7 @@ def hidden_figure(traces: list[Trace], index: int = 0):
         lim = max(float(h.abs().max()), 1e-6)
         im = ax.imshow(h.T.numpy(), aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
         ax.set_ylabel(f"{t.name}\nunit", fontsize=8)
+        integer_x(ax)
         fig.colorbar(im, ax=ax, fraction=0.03)
     ax.set_xlabel(f"time step (sequence {index})")
     return fig

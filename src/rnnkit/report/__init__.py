@@ -52,7 +52,7 @@ def have_matplotlib() -> bool:
 
 # Margins of a figure laid out on a fixed grid, in inches: room for tick labels and a y label on the left, an
 # x label below, a title above; between panels, room for the next panel's tick labels and title.
-MARGINS = {"left": 0.75, "right": 0.2, "bottom": 0.55, "top": 0.4, "wgap": 0.7, "hgap": 0.6}
+MARGINS = {"left": 0.75, "right": 0.2, "bottom": 0.55, "top": 0.4, "wgap": 0.9, "hgap": 0.6}
 
 
 def figure(width: float = 6.4, height: float = 3.6, grid: tuple[int, int] | None = None, **margins: float):
@@ -74,6 +74,15 @@ def figure(width: float = 6.4, height: float = 3.6, grid: tuple[int, int] | None
         fig.subplots_adjust(left=left, right=right, bottom=bottom, top=top, wspace=m["wgap"] / panel_w,
                             hspace=m["hgap"] / panel_h)
     return fig
+
+
+def integer_x(ax, label: str | None = None) -> None:
+    """Ticks at whole numbers on an axis of epochs or steps (not 1.0, 1.5, 2.0 for a short run), and its label."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if label is not None:
+        ax.set_xlabel(label)
 
 
 def png(fig) -> str:
@@ -128,18 +137,18 @@ def _curves(rows: list[dict]) -> list[Section]:
             if f"{split}_{name}" in rows[0]:
                 ax.plot(epochs, series(f"{split}_{name}"), marker="o", ms=3, label=split)
         ax.set_title(name)
-        ax.set_xlabel("epoch")
+        integer_x(ax, "epoch")
         ax.legend()
     out.append(Section("Training curves", png(fig)))
     fig = figure(7.2, 3.0, grid=(1, 2))
     ax = fig.add_subplot(1, 2, 1)
     ax.plot(epochs, series("grad_norm"), marker="o", ms=3)
     ax.set_title("gradient norm (mean per epoch, before clipping)", fontsize=9)
-    ax.set_xlabel("epoch")
+    integer_x(ax, "epoch")
     ax = fig.add_subplot(1, 2, 2)
     ax.plot(epochs, series("lr"), marker="o", ms=3)
     ax.set_title("learning rate")
-    ax.set_xlabel("epoch")
+    integer_x(ax, "epoch")
     out.append(Section("Gradient norm and learning rate", png(fig)))
     return out
 
@@ -223,5 +232,5 @@ pre{{background:#f6f6f6;padding:.5em;overflow:auto}}img{{max-width:100%}}h2{{bor
     return path
 
 
-__all__ = ["MARGINS", "SECTION_HOOKS", "Section", "confusion_section", "figure", "png", "register_section", "table",
-           "write_report"]
+__all__ = ["MARGINS", "SECTION_HOOKS", "Section", "confusion_section", "figure", "integer_x", "png", "register_section",
+           "table", "write_report"]
