@@ -157,3 +157,26 @@ def test_verbs_follow_what_the_run_offers(run_dir, capsys):
     assert "needs a run of task: language_model" in capsys.readouterr().err
     assert main(["predict", str(run_dir), "--text", "hello"]) == 2
     assert "needs a run of task: seq2seq or task: text_classification" in capsys.readouterr().err
+
+
+def test_a_run_predicts_after_its_training_file_is_gone(tmp_path, capsys):
+    """A run folder keeps what prediction needs (weights, vocabulary, labels); its config's data.path named a
+    file that had to exist, so a run copied to another machine, or whose CSV was moved, could not predict."""
+    rows = "\n".join(f"{'good tasty' if i % 2 else 'bad stale'} food {i},{'great' if i % 2 else 'other'}"
+                     for i in range(40))
+    (tmp_path / "t.csv").write_text("review,score\n" + rows + "\n")
+    (tmp_path / "new.csv").write_text("review\ngood tasty food\nbad stale food\n")
+    cfg = {"name": "gone", "task": "text_classification", "model": {"cell": "gru", "hidden_size": 4},
+           "data": {"source": "csv", "path": str(tmp_path / "t.csv"), "text_column": "review",
+                    "label_column": "score"},
+           "training": {"epochs": 1, "num_threads": 1, "device": "cpu"}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    (tmp_path / "t.csv").unlink()
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "run"), str(tmp_path / "new.csv")]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3  # header + two texts
+    assert main(["evaluate", str(tmp_path / "run")]) == 2  # the test split is the training file's: gone
+    assert "file not found" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "run")]) == 2  # training still needs it
+    assert "t.csv" in capsys.readouterr().err

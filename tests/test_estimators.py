@@ -120,6 +120,23 @@ def test_save_load_and_pickle(fitted, tmp_path):
     np.testing.assert_allclose(clone.predict_proba(X[:5]), clf.predict_proba(X[:5]), atol=1e-6)
 
 
+def test_an_estimator_unpickled_after_its_temporary_folder_is_gone_still_predicts(tmp_path):
+    """joblib.dump, then joblib.load in another process: the temporary run folder (and the training data in it)
+    went with the first estimator; unpickling checked the data files and failed."""
+    import gc
+
+    X, y = _sequences(64)
+    clf = rnnkit.SequenceClassifier(cell="gru", **FAST).fit(X, y)
+    want, blob, folder = clf.predict_proba(X[:4]), pickle.dumps(clf), clf.run_dir_
+    del clf
+    gc.collect()
+    assert not folder.exists()
+    back = pickle.loads(blob)
+    np.testing.assert_allclose(back.predict_proba(X[:4]), want, atol=1e-6)
+    with pytest.raises(ValueError, match="is gone"):
+        back.save(tmp_path / "kept")
+
+
 def test_text_classifier():
     rng = np.random.default_rng(4)
     good, bad = ["great", "lovely", "tasty"], ["awful", "stale", "bland"]

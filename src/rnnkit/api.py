@@ -82,7 +82,7 @@ class Run:
         if not (path / "config.yaml").is_file():
             raise ckpt.CheckpointError(f"{path} is not a run folder (no config.yaml); give a folder made by "
                                        "rnnkit train")
-        cfg = load_config(path / "config.yaml")
+        cfg = load_config(path / "config.yaml", files=False)  # predicting needs the task's state, not its data
         where = path / "checkpoints" / checkpoint
         if checkpoint == "best" and not where.exists() and not (where.parent / ".best.old").exists():
             where, checkpoint = path / "checkpoints" / "last", "last"

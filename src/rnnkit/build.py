@@ -20,6 +20,7 @@ from rnnkit.config import (
     copy_tree,
     did_you_mean,
     expand_env,
+    files_not_required,
     read_yaml,
 )
 from rnnkit.errors import RunExists
@@ -29,8 +30,11 @@ from rnnkit.training.core import Objective
 from rnnkit.training.engine import Trainer
 
 
-def load_config(source: str | Path | dict | Config, overrides: typing.Sequence[str] = ()) -> Config:
-    """Read (YAML path, mapping or Config), apply ``key.sub=value`` overrides, expand ``${VAR}``, validate."""
+def load_config(source: str | Path | dict | Config, overrides: typing.Sequence[str] = (), *,
+                files: bool = True) -> Config:
+    """Read (YAML path, mapping or Config), apply ``key.sub=value`` overrides, expand ``${VAR}``, validate.
+    ``files=False``: the data files and vectors it names need not exist (a trained run's config, loaded to
+    predict)."""
     if isinstance(source, Config):
         raw = source.to_dict()
     elif isinstance(source, dict):
@@ -39,6 +43,9 @@ def load_config(source: str | Path | dict | Config, overrides: typing.Sequence[s
         raw = read_yaml(Path(source))
     for item in overrides:
         apply_override(raw, item)
+    if not files:
+        with files_not_required():
+            return from_dict(expand_env(raw))
     return from_dict(expand_env(raw))
 
 

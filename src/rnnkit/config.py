@@ -18,6 +18,8 @@ trainer: :func:`rnnkit.build.load_config` builds a whole config for its task fro
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import difflib
 import inspect
@@ -38,6 +40,30 @@ MAX_BEAM = 1000  # beam search width (4-10 is typical; 1000 decodes a word in ab
 MAX_FORECAST = 1_000_000  # steps of one forecast (100 000 take about 13 s for a small LSTM)
 MAX_IG_STEPS = 10_000  # integration steps of an explanation (the default is 50)
 MAX_TRIALS = 10_000  # settings tried by rnnkit tune --trials
+
+# Whether the files and folders a config names must exist when it is checked: yes for training, no while a
+# trained run's own config loads to predict (the task's saved state is what it needs; its training files may
+# be gone, or the run folder copied to another machine). Commands that read them again say so when they are not.
+_FILES_REQUIRED = contextvars.ContextVar("rnnkit_files_required", default=True)
+
+
+def absent(path: str | Path, kind: str = "file") -> bool:
+    """Whether the file (``kind="file"``), folder (``"dir"``) or either (``"any"``) a config names is missing;
+    always False inside :func:`files_not_required`."""
+    if not _FILES_REQUIRED.get():
+        return False
+    p = Path(path)
+    return not (p.is_file() if kind == "file" else p.is_dir() if kind == "dir" else p.exists())
+
+
+@contextlib.contextmanager
+def files_not_required():
+    """Check configs without requiring the files they name (see :func:`absent`)."""
+    token = _FILES_REQUIRED.set(False)
+    try:
+        yield
+    finally:
+        _FILES_REQUIRED.reset(token)
 MAX_RATE = 1000.0  # training.lr, min_lr and weight_decay (1e300 overflowed float32 in the optimiser)
 MAX_EMBEDDING = 16_384  # model.embedding_dim (GPT-3 is 12 288 wide; 1e6 was killed for memory)
 
@@ -180,7 +206,7 @@ class DataConfig:
                 raise ConfigError(f"data.path is required for source: {self.source} (the .{self.source} file)")
             for key in ("path", "test_path", "val_path"):
                 p = getattr(self, key)
-                if p is not None and not Path(p).is_file():
+                if p is not None and absent(p):
                     raise ConfigError(f"data.{key}: file not found: {p}")
         elif self.path is not None or self.test_path is not None or self.val_path is not None:
             raise ConfigError(f"data.path/test_path/val_path only apply to source: npz or csv (source is "

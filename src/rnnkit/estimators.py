@@ -185,6 +185,9 @@ class _Estimator:
         path = Path(path)
         if path.exists():
             raise ValueError(f"{path} already exists; give a new folder")
+        if not Path(self.run_dir_).is_dir():  # unpickled after the temporary folder went with its estimator
+            raise ValueError(f"the run folder {self.run_dir_} is gone (a temporary folder is removed with the "
+                             "estimator that made it); save before pickling, or fit with out=")
         shutil.copytree(self.run_dir_, path)
         relocate(path, Path(self.run_dir_), path)
         if not (path / "report.html").exists():  # fitted into a temporary folder: no report yet
@@ -210,7 +213,7 @@ class _Estimator:
             from rnnkit.build import load_config
             from rnnkit.tasks import get_task
 
-            cfg = load_config(packed["config"])
+            cfg = load_config(packed["config"], files=False)  # the temporary folder may be gone
             task = get_task(cfg.task)(cfg)
             task.load_state(packed["task"])
             model = task.build_model()

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnkit.config import MAX_FORECAST, Config, ConfigError, DataConfig, ModelConfig
+from rnnkit.config import MAX_FORECAST, Config, ConfigError, DataConfig, ModelConfig, absent
 from rnnkit.layers import Dropout
 from rnnkit.tasks import register_task
 from rnnkit.tasks.base import ExportSpec, StepResult, Task
@@ -90,7 +90,7 @@ class ForecastDataConfig(DataConfig):
         from rnnkit.data.series import EMBEDDED_SERIES
 
         self.check_source()
-        if self.source == "csv" and (not self.path or not Path(self.path).is_file()):
+        if self.source == "csv" and (not self.path or absent(self.path)):
             raise ConfigError(f"data.path: give the CSV file for source: csv (not found: {self.path})")
         if self.source == "array" and not self.values:
             raise ConfigError("data.values: give the series as a list of numbers for source: array")

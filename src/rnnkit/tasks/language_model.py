@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
+from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig, absent
 from rnnkit.data.corpus import Chunk, Detokenizer, TokenStream, Vocab, eval_layout, stream_chunk
 from rnnkit.errors import UsageError
 from rnnkit.layers import Dropout
@@ -84,10 +84,10 @@ class LMDataConfig(DataConfig):
             raise ConfigError("data.path/files apply to source: text; set source: text or remove them")
         for key in ("path", "val_path", "test_path"):
             p = getattr(self, key)
-            if p is not None and not Path(p).exists():
+            if p is not None and absent(p, "any"):
                 raise ConfigError(f"data.{key}: not found: {p}")
         for p in self.files or []:
-            if not isinstance(p, str) or not Path(p).is_file():
+            if not isinstance(p, str) or absent(p):
                 raise ConfigError(f"data.files: not a file: {p}")
         if self.standardize or self.options or self.normalize != "none":
             raise ConfigError("data.standardize and data.options do not apply to task: language_model; remove them")

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnkit.config import MAX_BEAM, Config, ConfigError, DataConfig, ModelConfig
+from rnnkit.config import MAX_BEAM, Config, ConfigError, DataConfig, ModelConfig, absent
 from rnnkit.layers import Dropout
 from rnnkit.tasks import register_task
 from rnnkit.tasks.base import StepResult, Task
@@ -102,7 +102,7 @@ class Seq2SeqDataConfig(DataConfig):
                 raise ConfigError(f"data.path is required for source: {self.source}")
             for key in ("path", "test_path", "val_path"):
                 p = getattr(self, key)
-                if p is not None and not Path(p).exists():
+                if p is not None and absent(p, "any"):
                     raise ConfigError(f"data.{key}: not found: {p}")
         if self.standardize or self.normalize != "none":
             raise ConfigError("data.standardize and data.normalize do not apply to seq2seq; remove them")

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig
+from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig, absent
 from rnnkit.data.text import Corpus, TextData, Tokenizer, Vocabulary, chunks, safe_text
 from rnnkit.layers import Dropout
 from rnnkit.tasks import register_task
@@ -61,7 +61,7 @@ class TextModelConfig(ModelConfig):
         for key in ("embedding_dropout", "head_dropout"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ConfigError(f"model.{key} must be in [0, 1), got {getattr(self, key)}")
-        if self.pretrained is not None and not Path(self.pretrained).is_file():
+        if self.pretrained is not None and absent(self.pretrained):
             raise ConfigError(f"model.pretrained: file not found: {self.pretrained} (a GloVe .txt file)")
         if not self.packed and self.bidirectional:
             raise ConfigError("model.packed: false needs bidirectional: false (the reverse direction needs lengths)")
@@ -103,9 +103,9 @@ class TextDataConfig(DataConfig):
                 continue
             if self.source in ("imdb", "imdb-npz"):
                 raise ConfigError(f"data.{key} does not apply to source: {self.source} (use data.root for the folder)")
-            if self.source == "folder" and not Path(p).is_dir():
+            if self.source == "folder" and absent(p, "dir"):
                 raise ConfigError(f"data.{key}: folder not found: {p} (one sub-folder of .txt files per class)")
-            if self.source in TABLES and not Path(p).is_file():
+            if self.source in TABLES and absent(p):
                 raise ConfigError(f"data.{key}: file not found: {p}")
         if self.source in (*TABLES, "folder") and not self.path:
             raise ConfigError(f"data.path is required for source: {self.source}")
