@@ -132,9 +132,7 @@ class Run:
         if data is None:
             from rnnkit.data import DataError
 
-            state = self.task.state()
-            self.task.setup()  # reloads and re-splits the configured data with the same seed
-            self.task.load_state(state)
+            self._resplit()
             if split not in self.task.splits:
                 raise DataError(f"this run's data has no '{split}' split (it has {', '.join(self.task.splits)})")
             prepared = self.task.splits[split]
@@ -149,10 +147,15 @@ class Run:
         the test split and look at a validation batch, so the configured data is split again."""
         from rnnkit.report import write_report
 
+        self._resplit()
+        return write_report(self.path, task=self.task, model=self.model)
+
+    def _resplit(self) -> None:
+        """Reload and re-split the configured data with the same seed, keeping the trained task state
+        (vocabulary, scaler) rather than the one a new setup would fit."""
         state = self.task.state()
         self.task.setup()
         self.task.load_state(state)
-        return write_report(self.path, task=self.task, model=self.model)
 
     def predict(self, data: Any, lengths: np.ndarray | None = None) -> list[dict]:
         """Predictions for ``data``: a .npz/.csv path, a SequenceData, or X (N, T, D) with optional lengths."""

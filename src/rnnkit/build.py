@@ -8,6 +8,7 @@ expands ``${VAR}`` and validates every section against the task's own dataclasse
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import typing
 from pathlib import Path
@@ -43,10 +44,8 @@ def load_config(source: str | Path | dict | Config, overrides: typing.Sequence[s
         raw = read_yaml(Path(source))
     for item in overrides:
         apply_override(raw, item)
-    if not files:
-        with files_not_required():
-            return from_dict(expand_env(raw))
-    return from_dict(expand_env(raw))
+    with contextlib.nullcontext() if files else files_not_required():
+        return from_dict(expand_env(raw))
 
 
 def _other_tasks_keys(raw: dict, task_name: str, types_: dict[str, type]) -> None:
@@ -173,7 +172,7 @@ def fit(config: Config | str | Path | dict, out: str | Path | None = None, *, re
     trainer = Trainer(cfg.training, callbacks=cfg.callbacks, command=command, quiet=quiet, report=report)
     created = not run_dir.exists()
     main = Dist.from_env().rank == 0
-    lock = run_lock(run_dir) if main else _nullcontext()
+    lock = run_lock(run_dir) if main else contextlib.nullcontext()
     with lock:
         try:
             metrics = trainer.fit(task, task, run_dir, config=cfg, resume=resume is not None,
@@ -275,12 +274,6 @@ def _fit_ensemble(cfg: Config, run_dir: Path, command: str, quiet: bool, report:
 
             write_report(run_dir, task=task, model=model.cpu(), metrics=metrics)
     return run_dir, metrics
-
-
-def _nullcontext():
-    from contextlib import nullcontext
-
-    return nullcontext()
 
 
 __all__ = ["ensemble_model", "fit", "from_dict", "load_config", "member_config", "resolve_run_dir"]

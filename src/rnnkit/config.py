@@ -40,6 +40,8 @@ MAX_BEAM = 1000  # beam search width (4-10 is typical; 1000 decodes a word in ab
 MAX_FORECAST = 1_000_000  # steps of one forecast (100 000 take about 13 s for a small LSTM)
 MAX_IG_STEPS = 10_000  # integration steps of an explanation (the default is 50)
 MAX_TRIALS = 10_000  # settings tried by rnnkit tune --trials
+MAX_RATE = 1000.0  # training.lr, min_lr and weight_decay (1e300 overflowed float32 in the optimiser)
+MAX_EMBEDDING = 16_384  # model.embedding_dim (GPT-3 is 12 288 wide; 1e6 was killed for memory)
 
 # Whether the files and folders a config names must exist when it is checked: yes for training, no while a
 # trained run's own config loads to predict (the task's saved state is what it needs; its training files may
@@ -64,8 +66,7 @@ def files_not_required():
         yield
     finally:
         _FILES_REQUIRED.reset(token)
-MAX_RATE = 1000.0  # training.lr, min_lr and weight_decay (1e300 overflowed float32 in the optimiser)
-MAX_EMBEDDING = 16_384  # model.embedding_dim (GPT-3 is 12 288 wide; 1e6 was killed for memory)
+
 
 # --------------------------------------------------------------------------------------------------------
 # sections

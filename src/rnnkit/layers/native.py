@@ -140,7 +140,7 @@ def why_unavailable() -> str | None:
 
 # Compiled graphs take the answer as a constant instead of tracing the file checks. This is the mark that
 # torch.compiler.assume_constant_result sets; the decorator itself imports torch._dynamo to set it, three seconds
-# added to every `import rnnkit` (the CLI's one-line errors included). tests/test_compile.py checks that the mark
+# added to every `import rnnkit` (the CLI's one-line errors included). tests/test_native.py checks that the mark
 # is still the decorator's.
 why_unavailable._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
