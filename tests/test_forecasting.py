@@ -129,7 +129,7 @@ def test_backtest_expanding_folds(tmp_path):
     assert res["overall"]["model"]["mae"] == pytest.approx(np.mean(maes))
     assert {"naive", "seasonal_naive", "mean"} <= set(res["overall"]["baselines"])
     assert len((out / "backtest.csv").read_text().splitlines()) == 4
-    from rnnkit.forecast.backtest import backtest
+    from rnnkit.backtest import backtest
 
     assert backtest(cfg, tmp_path / "huge", folds=10**20, stride=1000)["cutoffs"] == [192]  # it never ended
 

@@ -231,7 +231,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from rnnkit.forecast.backtest import KEYS, backtest
+    from rnnkit.backtest import KEYS, backtest
 
     out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem + "-backtest")
     res = backtest(args.config, out, folds=args.folds, stride=args.stride, overrides=args.set or [],

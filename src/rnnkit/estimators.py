@@ -436,7 +436,7 @@ class Forecaster(_Estimator):
     def backtest(self, series: Any = None, folds: int = 5, stride: int | None = None, out: str | Path | None = None):
         """Rolling-origin evaluation (retrains per fold) of this configuration on ``series`` (default: the fitted
         one); returns the backtest summary as ``rnnkit backtest`` writes it."""
-        from rnnkit.forecast.backtest import backtest
+        from rnnkit.backtest import backtest
 
         if series is None:
             self._fitted()

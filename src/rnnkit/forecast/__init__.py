@@ -1,2 +1,3 @@
-"""Forecasting helpers beside the ``forecasting`` task: metrics and baselines (:mod:`rnnkit.forecast.metrics`)
-and rolling-origin backtests (:mod:`rnnkit.forecast.backtest`, loaded on use). See docs/forecasting.md."""
+"""Forecasting helpers beside the ``forecasting`` task: metrics and baselines (:mod:`rnnkit.forecast.metrics`,
+:mod:`rnnkit.forecast.statistical`). The rolling-origin backtest, which trains runs, is :mod:`rnnkit.backtest`.
+See docs/forecasting.md."""

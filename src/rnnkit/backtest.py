@@ -1,4 +1,5 @@
-"""Rolling-origin backtest (expanding window): retrain at each cutoff, forecast the next block, score, pool.
+"""``rnnkit backtest``: rolling-origin backtest (expanding window): retrain at each cutoff, forecast the next block,
+score, pool.
 
 Fold k has cutoff ``c_k = c_0 + k * stride`` (``c_0``: where the config's test part starts). Its model is
 trained (and validated) on the series before ``c_k`` only, then forecasts ``horizon`` steps from every origin
