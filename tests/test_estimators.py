@@ -151,7 +151,8 @@ def test_text_classifier():
     assert clf.predict(["it was great", "stale box"]).tolist() == ["pos", "neg"]
     assert clf.predict_proba(["lovely"]).shape == (1, 2)
     assert clf.score(texts, labels) > 0.9
-    assert len(clf.explain(["great box"])) == 1
+    (e,) = clf.explain(["great box"])
+    assert e.predicted == clf.predict(["great box"])[0] == "pos"  # the user's label, not the index "1"
 
 
 def test_forecaster_on_arrays_and_dated_series():
@@ -176,6 +177,15 @@ def test_language_model():
     assert lm.score("the cat sat on the mat. ") < lm.score("zqxj wvkp yrtz qqqq ")
     a, b = lm.generate("the ", 30, seed=1), lm.generate("the ", 30, seed=1)
     assert a == b and len(a) == 30
+    from rnnkit.errors import UsageError
+
+    for bad, name in (({"temperature": float("nan")}, "temperature"), ({"temperature": float("inf")}, "temperature"),
+                      ({"length": 10**8}, "length"), ({"length": 2.5}, "length"), ({"top_k": 1.5}, "top_k"),
+                      ({"seed": None}, "seed")):
+        with pytest.raises(UsageError, match=f"^{name} must be"):  # was torch's RuntimeError, or ran for hours
+            lm.generate("the ", **{"length": 5, **bad})
+    with pytest.raises(ValueError, match="at least 2 tokens"):
+        lm.score("")  # scored 0.0 bits: nothing was predicted
 
 
 def test_fit_is_seeded_and_repeatable():
@@ -237,3 +247,32 @@ def test_bad_arrays_are_named_before_training():
     with pytest.raises(ConfigError) as e:
         rnnkit.Forecaster(lookback=6, horizon=2, **FAST).fit(series)
     assert "got nan at position 5 (of 80)" in str(e.value) and len(str(e.value)) < 200
+
+
+def test_inputs_of_the_wrong_form_are_named_not_misread(fitted):
+    """A column-vector y scores as the 1-D one (it broadcast to an N x N table), a wrong validation_data is named
+    (IndexError, or an array read as the pair), a (T, 2) undated series is refused (it was flattened into one
+    series of alternating columns), a tensor is a series, data.fill applies to undated values, and a series with
+    times of day says what the calendar counts (hourly dates were cut to days, then refused as repeated)."""
+    clf, X, y = fitted
+    assert clf.score(X, y[:, None]) == clf.score(X, y)
+    with pytest.raises(ValueError, match="true labels y"):
+        clf.score(X, None)
+    with pytest.raises(ValueError, match=r"y has shape \(3,\), but X holds 160"):
+        clf.score(X, y[:3])
+    for bad in ((X,), X):
+        with pytest.raises(ValueError, match="validation_data must be a tuple"):
+            rnnkit.SequenceClassifier(**FAST).fit(X, y, validation_data=bad)
+    small = {"lookback": 6, "horizon": 2, "hidden_size": 4, "epochs": 1, "num_threads": 1, "device": "cpu"}
+    series = np.sin(np.arange(80) / 3.0)
+    with pytest.raises(ValueError, match=r"shape \(80, 2\); give a 1-D array"):
+        rnnkit.Forecaster(**small).fit(np.stack([series, series], 1))
+    gappy = series.copy()
+    gappy[5] = np.nan
+    f = rnnkit.Forecaster(**small, fill="interpolate").fit(torch.from_numpy(gappy))
+    assert f.run_.config.data.values[5] == pytest.approx((series[4] + series[6]) / 2)
+    pd = pytest.importorskip("pandas")
+    hourly = pd.Series(series, index=pd.date_range("2000-01-01", periods=80, freq="h"))
+    with pytest.raises(ValueError, match="times of day.*to_numpy"):
+        rnnkit.Forecaster(**small).fit(hourly)
+

@@ -240,7 +240,12 @@ def test_a_wide_and_deep_text_model_learns_bigrams_and_reloads_its_idf(tmp_path)
     run = rnnkit.Run.load(run_dir)
     assert not torch.equal(run.model.bag.idf, torch.ones_like(run.model.bag.idf))  # fitted, and saved
     texts = ["the film was not good", "the plot was very good"]
-    assert [p["predicted"] for p in run.predict(texts)] == ["neg", "pos"]
+    predicted = run.predict(texts)
+    assert [p["predicted"] for p in predicted] == ["neg", "pos"]
+    from rnnkit.explain import explain_texts
+
+    for e, p in zip(explain_texts(run, texts, steps=4), predicted, strict=True):  # the whole model's decision
+        assert e.predicted == p["predicted"] and e.probability == pytest.approx(p["probability"], abs=1e-4)
     with pytest.raises(ConfigError, match="model.ngrams must be in 0..4"):
         load_config({**cfg, "model": {**cfg["model"], "ngrams": 7}})
 

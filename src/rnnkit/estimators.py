@@ -290,7 +290,15 @@ class _ClassifierMixin:
 
     def score(self, X: Any, y: Any, **kw: Any) -> float:
         """Accuracy (over real steps for a per-step tagger)."""
-        pred, y = self.predict(X, **kw), np.asarray(y)
+        pred = self.predict(X, **kw)
+        if y is None:
+            raise ValueError("score needs the true labels y (one per sequence or text)")
+        y = np.asarray(y)
+        if pred.ndim == 1 and y.ndim == 2 and y.shape[1] == 1:  # a column vector, as scikit-learn accepts
+            y = y.ravel()
+        if pred.ndim == 1 and y.shape != pred.shape:
+            raise ValueError(f"y has shape {y.shape}, but X holds {len(pred)} examples: give one label each, "
+                             f"shape ({len(pred)},)")
         if pred.ndim == 2:  # per step: padded steps do not count
             n = kw.get("lengths")
             _, lengths = as_sequences(X, n)
@@ -325,6 +333,7 @@ class SequenceClassifier(_ClassifierMixin, _Estimator):
         data: dict[str, Any] = {"source": "npz", "path": write_npz(staging_dir(run_dir) / "train.npz", X,
                                                                  y_idx, lengths), "test_fraction": 0.0}
         if validation_data is not None:
+            validation_data = _validation(validation_data, "(X_val, y_val) or (X_val, y_val, lengths_val)", 3)
             Xv, lv = as_sequences(validation_data[0], validation_data[2] if len(validation_data) > 2 else None)
             data["val_path"] = write_npz(staging_dir(run_dir) / "val.npz", Xv,
                                     self._labels_to_index(validation_data[1]), lv)
@@ -372,6 +381,7 @@ class TextClassifier(_ClassifierMixin, _Estimator):
         data: dict[str, Any] = {"source": "csv", "path": write_text_csv(staging / "train.csv", texts, y),
                                 "text_column": "text", "label_column": "label"}
         if validation_data is not None:
+            validation_data = _validation(validation_data, "(texts_val, labels_val)")
             data["val_path"] = write_text_csv(staging / "val.csv", as_texts(validation_data[0]),
                                     self._labels_to_index(validation_data[1]))
         self._train(run_dir, data)
@@ -389,7 +399,9 @@ class TextClassifier(_ClassifierMixin, _Estimator):
         from rnnkit.explain import explain_texts
 
         self._fitted()
-        return explain_texts(self.run_, as_texts(texts), steps)
+        exps = explain_texts(self.run_, as_texts(texts), steps)
+        names = self.run_.task.classes
+        return [dataclasses.replace(e, predicted=str(self.classes_[names.index(e.predicted)])) for e in exps]
 
 
 # ---------------------------------------------------------------------------------------------- forecasting
@@ -409,11 +421,7 @@ class Forecaster(_Estimator):
         staging = staging_dir(run_dir)
         data: dict[str, Any] = {"test_fraction": self.test_fraction}
         self.dated_ = has_dates(series)
-        if self.dated_:
-            data.update(write_series_csv(staging / "series.csv", series))
-        else:
-            values = np.asarray(series.values if hasattr(series, "values") else series, dtype=np.float64).ravel()
-            data.update({"source": "array", "values": values.tolist()})
+        data.update(_series_data(series, staging, self.fill))
         self._train(run_dir, data)
         return self
 
@@ -443,12 +451,43 @@ class Forecaster(_Estimator):
             cfg = self.run_.config.to_dict()
         else:
             staging = Path(tempfile.mkdtemp(prefix="rnnkit-bt-"))
-            data = {"test_fraction": self.test_fraction}
-            data.update(write_series_csv(staging / "series.csv", series) if has_dates(series) else
-                        {"source": "array", "values": np.asarray(series, dtype=np.float64).ravel().tolist()})
+            data = {"test_fraction": self.test_fraction, **_series_data(series, staging, self.fill)}
             cfg = self._config(data)
         where = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="rnnkit-bt-")) / "backtest"
         return backtest(cfg, where, folds=folds, stride=stride, quiet=not self.verbose)
+
+
+def _series_data(series: Any, staging: Path, fill: str) -> dict:
+    """The ``data`` keys of a series given in memory: a dated pandas object as a CSV, else the values (T,)."""
+    if has_dates(series):
+        return write_series_csv(staging / "series.csv", series)
+    if isinstance(series, torch.Tensor):
+        series = series.detach().cpu().numpy()
+    elif hasattr(series, "to_numpy"):  # pandas without dates
+        series = series.to_numpy()
+    try:
+        values = np.asarray(series, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"the series must hold numbers ({e}); give a 1-D array, list or pandas Series") from None
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1:
+        raise ValueError(f"the series has shape {values.shape}; give a 1-D array of values (T,), or a pandas "
+                         "DataFrame with a DatetimeIndex whose first column is the target and the others covariates")
+    if fill != "error" and np.isnan(values).any():  # the dated path fills when the CSV is read; so here
+        from rnnkit.data.series import fill_gaps, from_array
+
+        values = fill_gaps(from_array(values), fill).y
+    return {"source": "array", "values": values.tolist()}
+
+
+def _validation(pair: Any, form: str, most: int = 2) -> tuple:
+    """``validation_data`` as a tuple of 2 (or up to ``most``) parts, else a ValueError naming its form."""
+    if not isinstance(pair, tuple | list) or not 2 <= len(pair) <= most:
+        got = f"a {type(pair).__name__} of {len(pair)}" if isinstance(pair, tuple | list) else \
+            f"a {type(pair).__name__}"
+        raise ValueError(f"validation_data must be a tuple {form}, got {got}")
+    return tuple(pair)
 
 
 def _names_a_file(text: str) -> bool:
@@ -496,6 +535,9 @@ class LanguageModel(_Estimator):
     def score(self, text: str) -> float:
         """Bits per token (character) of ``text`` under the model."""
         self._fitted()
+        if not isinstance(text, str) or len(text) < 2:
+            raise ValueError(f"score needs a text of at least 2 tokens (the first is read, not predicted), got "
+                             f"{text!r:.60}")
         task = self.run_.task
         stream = task.encode_texts([text], ["text"])
         return float(task.evaluate(self.run_.model, stream, self.run_.device)["bpc"])
@@ -519,6 +561,7 @@ class Seq2Seq(_Estimator):
         data: dict[str, Any] = {"source": "jsonl", "path": _write_pairs(staging / "train.jsonl", sources, targets),
                                 "source_column": "source", "target_column": "target"}
         if validation_data is not None:
+            validation_data = _validation(validation_data, "(sources_val, targets_val)")
             data["val_path"] = _write_pairs(staging / "val.jsonl", list(map(str, validation_data[0])),
                                             list(validation_data[1]))
         self._train(run_dir, data)

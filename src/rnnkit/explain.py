@@ -64,8 +64,12 @@ def integrated_gradients(model: nn.Module, ids: torch.Tensor, target: int | None
     with torch.no_grad():
         emb = model.embedding(ids[None])  # (1, T, E)
         logits = model.forward_embedded(emb).float()
-        probs = torch.cat([1 - torch.sigmoid(logits), torch.sigmoid(logits)]) if logits.dim() == 1 else \
-            logits.softmax(-1)[0]
+        full = logits
+        bag = getattr(model, "bag", None)
+        if bag is not None:  # the wide half is a constant for one text: it moves the decision, not the attributions
+            wide = bag(ids[None], torch.tensor([ids.shape[0]])).float()
+            full = logits + (wide.squeeze(-1) if model.binary else wide)
+        probs = torch.cat([1 - torch.sigmoid(full), torch.sigmoid(full)]) if full.dim() == 1 else full.softmax(-1)[0]
         if target is None:
             target = int(probs.argmax())
         base = torch.zeros_like(emb)

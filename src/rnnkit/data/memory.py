@@ -106,11 +106,20 @@ def write_series_csv(path: Path, series: Any) -> dict:
     frame = frame.copy()
     if type(frame.index).__name__ == "PeriodIndex":
         frame.index = frame.index.to_timestamp()
+    if frame.index.tz is not None:  # the calendar counts local days
+        frame.index = frame.index.tz_localize(None)
+    if len(frame.columns) == 0:
+        raise DataError("the DataFrame has no columns; give the target as its first column")
+    if len(frame) and (frame.index != frame.index.normalize()).any():
+        raise DataError("the series has times of day (hourly or finer); rnnkit's calendar counts days, weeks, "
+                        "months, quarters and years: resample it (e.g. series.resample('D').mean()) or give "
+                        "series.to_numpy() to forecast by position")
     cols = [str(c) for c in frame.columns]
     frame.columns = cols
+    date_col = next(c for c in ("date", "_date", "__date") if c not in cols)  # a column may be called date
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame.rename_axis("date").reset_index().to_csv(path, index=False, date_format="%Y-%m-%d")
-    return {"source": "csv", "path": str(path.resolve()), "date_col": "date", "target": cols[0],
+    frame.rename_axis(date_col).reset_index().to_csv(path, index=False, date_format="%Y-%m-%d")
+    return {"source": "csv", "path": str(path.resolve()), "date_col": date_col, "target": cols[0],
             "covariates": cols[1:]}
 
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig, absent
+from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig, absent, files_required
 from rnnkit.data.corpus import Chunk, Detokenizer, TokenStream, Vocab, eval_layout, stream_chunk
 from rnnkit.errors import UsageError
 from rnnkit.layers import Dropout
@@ -78,7 +78,7 @@ class LMDataConfig(DataConfig):
 
     def check(self) -> None:
         self.check_source()
-        if self.source == "text" and not self.path and not self.files:
+        if self.source == "text" and not self.path and not self.files and files_required():
             raise ConfigError("data.path is required for source: text (a .txt file or a folder of them)")
         if self.source == "embedded" and (self.path or self.files):
             raise ConfigError("data.path/files apply to source: text; set source: text or remove them")
@@ -426,8 +426,7 @@ class LanguageModel(Task):
         """Stream ``length`` sampled tokens (as text pieces) after reading ``prime`` (default: a line or
         sentence break). ``temperature`` 0 is greedy; ``top_k`` keeps the k likeliest tokens; the unknown
         token is never drawn. The same seed gives the same text."""
-        if temperature < 0 or length < 0 or (top_k is not None and top_k < 1) or not 0 <= seed < 2**63:
-            raise UsageError("temperature and length must be >= 0, top_k >= 1 and seed in [0, 2**63)")
+        _check_sampling(length, temperature, top_k, seed)
         model.eval()
         device = torch.device(device)
         ids = self.vocab.encode(prime if prime else self.default_prime())
@@ -510,3 +509,23 @@ class LanguageModel(Task):
 
 
 __all__ = ["LMDataConfig", "LMModelConfig", "LanguageModel", "RecurrentLM"]
+
+
+MAX_SAMPLE_LENGTH = 10_000_000  # tokens one call may sample (the CLI's --length bound too)
+
+
+def _whole(v: object) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+
+def _check_sampling(length: object, temperature: object, top_k: object, seed: object) -> None:
+    """The sampling arguments of :meth:`LanguageModelTask.sample`, each refused with its name and range."""
+    if not _whole(length) or not 0 <= length <= MAX_SAMPLE_LENGTH:
+        raise UsageError(f"length must be a whole number in [0, {MAX_SAMPLE_LENGTH:_}], got {length!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float | np.floating | np.integer) \
+            or not math.isfinite(temperature) or temperature < 0:
+        raise UsageError(f"temperature must be a finite number >= 0 (0 is greedy), got {temperature!r}")
+    if top_k is not None and (not _whole(top_k) or top_k < 1):
+        raise UsageError(f"top_k must be a whole number >= 1 or None, got {top_k!r}")
+    if not _whole(seed) or not 0 <= seed < 2**63:
+        raise UsageError(f"seed must be a whole number in [0, 2**63), got {seed!r}")
