@@ -141,6 +141,12 @@ def test_version_and_config_show(tmp_path, capsys):
     assert main(["config", "show", "--task", "forecasting"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
     assert shown["task"] == "forecasting" and shown["data"]["lookback"] == 24 and "epochs" in shown["training"]
+    for task in ("text_classification", "seq2seq", "language_model"):  # defaults that read a file name none
+        assert main(["config", "show", "--task", task]) == 0, capsys.readouterr().err
+        assert yaml.safe_load(capsys.readouterr().out)["data"]["path"] is None
+    (tmp_path / "t.yaml").write_text("task: text_classification\n")
+    assert main(["config", "show", str(tmp_path / "t.yaml")]) == 2  # a config to train still needs its file
+    assert "data.path is required" in capsys.readouterr().err
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(TINY))
     assert main(["config", "show", str(tmp_path / "c.yaml"), "--set", "model.hidden_size=5"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)

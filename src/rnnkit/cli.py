@@ -324,7 +324,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     if (args.config is None) == (args.task is None):
         raise UsageError("give a CONFIG file or --task NAME (the defaults of that task), not both")
     raw = {"task": args.task} if args.config is None else args.config
-    cfg = load_config(raw, args.set or [])
+    cfg = load_config(raw, args.set or [], files=args.config is not None)  # a task's defaults name no file
     sys.stdout.write(f"# rnnkit {_version()}: the resolved config (every key, defaults filled in)\n" + cfg.to_yaml())
     return 0
 

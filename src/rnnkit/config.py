@@ -58,6 +58,11 @@ def absent(path: str | Path, kind: str = "file") -> bool:
     return not (p.is_file() if kind == "file" else p.is_dir() if kind == "dir" else p.exists())
 
 
+def files_required() -> bool:
+    """False inside :func:`files_not_required`: a config may then also leave out the files a run reads."""
+    return _FILES_REQUIRED.get()
+
+
 @contextlib.contextmanager
 def files_not_required():
     """Check configs without requiring the files they name (see :func:`absent`)."""
@@ -87,7 +92,7 @@ class ModelConfig:
     layer_norm: bool = False
     reset_after: bool = True  # GRU only
     max_abs: float | None = None  # IndRNN: the bound on |u|, the recurrent weights; null: the cell's 1.0
-    engine: Literal["auto", "fused", "native", "scan", "autograd"] = "auto"  # see docs/layers.md
+    engine: Literal["auto", "fused", "native", "scan", "parallel", "autograd"] = "auto"  # see docs/layers.md
 
     def _check_size(self) -> None:
         _check_model_size(self)
@@ -203,7 +208,7 @@ class DataConfig:
     def check(self) -> None:
         self.check_source()
         if self.source in ("npz", "csv"):
-            if not self.path:
+            if not self.path and files_required():
                 raise ConfigError(f"data.path is required for source: {self.source} (the .{self.source} file)")
             for key in ("path", "test_path", "val_path"):
                 p = getattr(self, key)
@@ -485,8 +490,12 @@ def expand_env(node: Any) -> Any:
 
 
 def copy_tree(node: Any) -> Any:
+    """A deep copy of a config mapping as YAML can write it: numpy scalars and arrays (``list(np.arange(5.0))``
+    holds np.float64) become Python numbers and lists, tuples lists."""
     if isinstance(node, dict):
         return {k: copy_tree(v) for k, v in node.items()}
-    if isinstance(node, list):
+    if isinstance(node, list | tuple):
         return [copy_tree(v) for v in node]
+    if type(node).__module__ == "numpy" and hasattr(node, "tolist"):
+        return node.tolist()
     return node

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnkit.config import MAX_BEAM, Config, ConfigError, DataConfig, ModelConfig, absent
+from rnnkit.config import MAX_BEAM, Config, ConfigError, DataConfig, ModelConfig, absent, files_required
 from rnnkit.layers import Dropout
 from rnnkit.tasks import register_task
 from rnnkit.tasks.base import StepResult, Task
@@ -98,7 +98,7 @@ class Seq2SeqDataConfig(DataConfig):
     def check(self) -> None:
         self.check_source()
         if self.source in ("csv", "tsv", "jsonl", "cmudict"):
-            if not self.path:
+            if not self.path and files_required():
                 raise ConfigError(f"data.path is required for source: {self.source}")
             for key in ("path", "test_path", "val_path"):
                 p = getattr(self, key)

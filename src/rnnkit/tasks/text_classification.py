@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig, absent
+from rnnkit.config import Config, ConfigError, DataConfig, ModelConfig, absent, files_required
 from rnnkit.data.text import Corpus, TextData, Tokenizer, Vocabulary, chunks, safe_text
 from rnnkit.layers import Dropout
 from rnnkit.tasks import register_task
@@ -107,7 +107,7 @@ class TextDataConfig(DataConfig):
                 raise ConfigError(f"data.{key}: folder not found: {p} (one sub-folder of .txt files per class)")
             if self.source in TABLES and absent(p):
                 raise ConfigError(f"data.{key}: file not found: {p}")
-        if self.source in (*TABLES, "folder") and not self.path:
+        if self.source in (*TABLES, "folder") and not self.path and files_required():
             raise ConfigError(f"data.path is required for source: {self.source}")
         if self.source == "imdb-npz" and self.level != "word":
             raise ConfigError("source: imdb-npz is indexed by word; remove data.level: char")
